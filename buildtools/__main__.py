@@ -1,0 +1,3 @@
+from buildtools.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""Image definitions: one `images/<name>/image.toml` each, read into a strict model."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from buildtools.errors import ConfigError
+from buildtools.settings import REPO_ROOT
+
+IMAGES_DIR = REPO_ROOT / "images"
+DEFINITION_FILE = "image.toml"
+
+# Every platform the project builds for, with the Debian architecture of each.
+DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "armhf"}
+KNOWN_PLATFORMS = tuple(DEBIAN_ARCH)
+
+Megabytes = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(Strict):
+    """Size limits for one platform, in MB (10^6 bytes).
+
+    With `over_base`, the limits apply to the layers the image adds on top of its base
+    (the RAPIDS image: "its base + 50 MB").
+    """
+
+    compressed_mb: Megabytes
+    uncompressed_mb: Megabytes
+    over_base: bool = False
+
+
+class Mirror(Strict):
+    """An offline copy of the base, built from the Debian archive by `buildtools mirror`."""
+
+    suite: str
+    repository: str
+    tag: str
+
+
+class Base(Strict):
+    image: str
+    platforms: tuple[str, ...]
+    mirror: Mirror | None = None
+
+
+class ImageConfig(Strict):
+    name: str
+    description: str
+    repository: str
+    dockerfile: str = "Dockerfile"
+    platforms: tuple[str, ...]
+    tags: tuple[str, ...]
+    base: Base
+    versions: dict[str, str]
+    budgets: dict[str, Budget]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImageConfig:
+        for platform in self.platforms:
+            if platform not in KNOWN_PLATFORMS:
+                raise ValueError(f"unknown platform {platform!r} (known: {', '.join(KNOWN_PLATFORMS)})")
+            if platform not in self.base.platforms:
+                raise ValueError(
+                    f"platform {platform} is not provided by the base image {self.base.image} "
+                    f"(it has {', '.join(self.base.platforms)})"
+                )
+            if platform not in self.budgets:
+                raise ValueError(f"no budget for platform {platform}")
+        extra = set(self.budgets) - set(self.platforms)
+        if extra:
+            raise ValueError(f"budget for a platform the image does not build: {', '.join(sorted(extra))}")
+        for tag in self.tags:
+            try:
+                tag.format(**self.versions)
+            except KeyError as missing:
+                raise ValueError(f"tag {tag!r} uses {missing}, which is not in [versions]") from None
+        return self
+
+    @property
+    def directory(self) -> Path:
+        return IMAGES_DIR / self.name
+
+    def resolved_tags(self) -> list[str]:
+        return [tag.format(**self.versions) for tag in self.tags]
+
+    def build_args(self) -> dict[str, str]:
+        """Pinned versions as build arguments: dask -> DASK_VERSION."""
+        return {f"{key.upper()}_VERSION": value for key, value in self.versions.items()}
+
+
+def load_image(name: str, images_dir: Path = IMAGES_DIR) -> ImageConfig:
+    path = images_dir / name / DEFINITION_FILE
+    if not path.is_file():
+        known = ", ".join(image_names(images_dir)) or "none"
+        raise ConfigError(f"unknown image {name!r} (known: {known})")
+    try:
+        data = tomllib.loads(path.read_text())
+        return ImageConfig(name=name, **data)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {_first_error(e)}") from e
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def image_names(images_dir: Path = IMAGES_DIR) -> list[str]:
+    return sorted(p.parent.name for p in images_dir.glob(f"*/{DEFINITION_FILE}"))
+
+
+def load_images(names: list[str] | None = None, images_dir: Path = IMAGES_DIR) -> list[ImageConfig]:
+    return [load_image(name, images_dir) for name in (names or image_names(images_dir))]

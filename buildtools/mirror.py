@@ -1,0 +1,125 @@
+"""The offline base mirror: a minimal Debian root built with mmdebstrap from a package
+archive, imported per platform and pushed as ONE multi-platform image.
+
+For air-gapped sites that have a Debian package mirror but no container registry access.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from buildtools import engine
+from buildtools.config import DEBIAN_ARCH, Mirror
+from buildtools.errors import ConfigError, MinimalDaskError
+from buildtools.registry import Registry, split_ref
+from buildtools.settings import Settings
+
+Progress = Callable[[str], None]
+
+# What debian:*-slim leaves out, applied to the root and kept for later apt installs.
+SLIM_DPKG_OPTIONS = [
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/lintian/*",
+]
+APT_OPTIONS = ['APT::Install-Recommends "false"', 'APT::Install-Suggests "false"']
+CLEANUP_HOOK = 'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log "$1"/var/log/apt/*'
+IMAGE_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    'CMD ["bash"]',
+]
+
+
+@dataclass(frozen=True)
+class MirrorResult:
+    ref: str
+    platforms: list[str]
+    built: list[str]  # platforms whose root was bootstrapped in this run
+    seconds: float
+
+
+def mirror_ref(settings: Settings, mirror: Mirror) -> str:
+    return f"{settings.registry}/{mirror.repository}:{mirror.tag}"
+
+
+def debian_arch(platform: str) -> str:
+    try:
+        return DEBIAN_ARCH[platform]
+    except KeyError:
+        raise ConfigError(
+            f"the base mirror cannot be built for platform {platform!r} "
+            f"(supported: {', '.join(DEBIAN_ARCH)})"
+        ) from None
+
+
+def platforms_in_registry(registry: Registry, ref: str) -> set[str]:
+    """Platforms a multi-platform tag already provides (attestation manifests skipped)."""
+    _, repository, reference = split_ref(ref)
+    try:
+        _, index = registry.manifest(repository, reference)
+    except KeyError:
+        return set()
+    found = set()
+    for entry in index.get("manifests", []):
+        platform = entry.get("platform", {})
+        if platform.get("os") == "linux":
+            variant = f"/{platform['variant']}" if platform.get("variant") else ""
+            found.add(f"linux/{platform['architecture']}{variant}")
+    return found
+
+
+def bootstrap_rootfs(suite: str, arch: str, archive: str, tarball: Path) -> None:
+    command = ["mmdebstrap", "--quiet", "--variant=minbase", f"--arch={arch}"]
+    command += [f"--dpkgopt={option}" for option in SLIM_DPKG_OPTIONS]
+    command += [f"--aptopt={option}" for option in APT_OPTIONS]
+    partial = tarball.with_suffix(".partial.tar")
+    command += [f"--customize-hook={CLEANUP_HOOK}", suite, str(partial), archive]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise MinimalDaskError("mmdebstrap is not installed: apt-get install mmdebstrap") from None
+    except subprocess.CalledProcessError as e:
+        last = (e.stderr or "").strip().splitlines()[-1:] or [f"exit code {e.returncode}"]
+        raise MinimalDaskError(f"mmdebstrap {suite} for {arch} failed: {last[0]}") from e
+    partial.rename(tarball)
+
+
+def ensure_mirror(mirror: Mirror, platforms: list[str], settings: Settings, progress: Progress) -> MirrorResult:
+    """Build and push the mirror unless the registry already has it for every platform."""
+    started = time.monotonic()
+    arches = {platform: debian_arch(platform) for platform in platforms}
+    registry = Registry(settings.registry)
+    registry.ping()
+    ref = mirror_ref(settings, mirror)
+    present = platforms_in_registry(registry, ref)
+    if set(platforms) <= present:
+        progress(f"base mirror {ref} is cached ({', '.join(sorted(present))})")
+        return MirrorResult(ref, sorted(present), [], time.monotonic() - started)
+
+    wanted = sorted(set(platforms) | present)
+    tarballs = settings.cache_dir / "mirror"
+    tarballs.mkdir(parents=True, exist_ok=True)
+    built, sources = [], []
+    for platform in wanted:
+        arch = arches.get(platform) or debian_arch(platform)
+        tarball = tarballs / f"{mirror.suite}-{arch}.tar"
+        if not tarball.exists():
+            progress(f"bootstrapping Debian {mirror.suite} for {platform} with mmdebstrap ...")
+            step = time.monotonic()
+            bootstrap_rootfs(mirror.suite, arch, settings.debian_mirror, tarball)
+            progress(f"  {platform}: {time.monotonic() - step:.0f} s, {tarball.stat().st_size / 1e6:.0f} MB")
+            built.append(platform)
+        per_platform = f"{ref}-{arch}"
+        engine.import_rootfs(tarball, per_platform, platform, IMAGE_CHANGES)
+        engine.push(per_platform)
+        sources.append(per_platform)
+    engine.create_index(ref, sources)
+    progress(f"base mirror {ref} pushed ({', '.join(wanted)})")
+    return MirrorResult(ref, wanted, built, time.monotonic() - started)

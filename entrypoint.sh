@@ -1,0 +1,123 @@
+#!/bin/sh
+# The one entrypoint of every minimaldask image (Alpine, Debian, RAPIDS).
+# Runs under tini (the image's ENTRYPOINT), so the process it execs gets SIGTERM directly.
+#
+# Environment (see docs/ENTRYPOINT.md):
+#   WORKER=true|false          start a worker instead of the scheduler (default false)
+#   PORT                       scheduler port (default 8786)
+#   DASHBOARD_PORT             dashboard port (default 8787 for the scheduler, random for a worker)
+#   HOST                       interface to listen on (default: all of the container's)
+#   DASK_SCHEDULER_ADDRESS     worker's scheduler (default tcp://$DASK_SCHEDULER_SERVICE:$PORT)
+#   DASK_SCHEDULER_SERVICE     scheduler's service name (default dask-scheduler)
+#   WORKER_NTHREADS            worker threads (default: the container's CPU limit)
+#   WORKER_MEMORY_LIMIT        worker memory limit (default: the container's memory limit)
+#   ARGUMENTS                  extra arguments for dask scheduler / dask worker
+#   EXTRA_PIP_PACKAGES         pip packages installed at start (as the image's user)
+#   EXTRA_APT_PACKAGES         Debian packages installed at start (needs root)
+#   EXTRA_APK_PACKAGES         Alpine packages installed at start (needs root)
+#   INSTALL_TIMEOUT            seconds allowed for each install step (default 300)
+# Any command given (docker run IMAGE python -c ...) runs instead, after the installs.
+set -eu
+
+log() { printf 'entrypoint: %s\n' "$*" >&2; }
+die() { printf 'entrypoint: error: %s\n' "$*" >&2; exit 1; }
+
+is_uint() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+
+check_port() {  # check_port NAME VALUE
+    if ! is_uint "$2" || [ "$2" -gt 65535 ]; then die "$1 must be a port number (0-65535), got '$2'"; fi
+}
+
+check_positive() {  # check_positive NAME VALUE
+    if ! is_uint "$2" || [ "$2" -eq 0 ]; then die "$1 must be a positive integer, got '$2'"; fi
+}
+
+install_timeout=${INSTALL_TIMEOUT:-300}
+check_positive INSTALL_TIMEOUT "$install_timeout"
+
+run_install() {  # run_install WHAT COMMAND...: bounded in time, fails loudly
+    what=$1
+    shift
+    log "installing $what"
+    timeout "$install_timeout" "$@" >&2 && return 0
+    status=$?
+    [ "$status" -eq 124 ] && die "installing $what timed out after ${install_timeout}s (INSTALL_TIMEOUT)"
+    die "installing $what failed (exit $status); the container does not start half-configured"
+}
+
+install_system_packages() {  # install_system_packages VAR MANAGER PACKAGES
+    var=$1 manager=$2 packages=$3
+    command -v "$manager" >/dev/null 2>&1 ||
+        die "$var is set but this image has no $manager; use $( [ "$manager" = apk ] && echo EXTRA_APT_PACKAGES || echo EXTRA_APK_PACKAGES) or EXTRA_PIP_PACKAGES"
+    [ "$(id -u)" -eq 0 ] ||
+        die "$var needs root: run the container as user 0 (docker run --user 0, or runAsUser: 0), or build an image FROM this one"
+    # shellcheck disable=SC2086  # the package list is split into words on purpose
+    case $manager in
+    apk) run_install "$packages" apk add --no-cache $packages ;;
+    apt-get)
+        run_install "package lists" apt-get update -qq
+        run_install "$packages" apt-get install -y -qq --no-install-recommends $packages
+        rm -rf /var/lib/apt/lists/*
+        ;;
+    esac
+}
+
+[ -z "${EXTRA_APK_PACKAGES:-}" ] || install_system_packages EXTRA_APK_PACKAGES apk "$EXTRA_APK_PACKAGES"
+[ -z "${EXTRA_APT_PACKAGES:-}" ] || install_system_packages EXTRA_APT_PACKAGES apt-get "$EXTRA_APT_PACKAGES"
+# shellcheck disable=SC2086
+[ -z "${EXTRA_PIP_PACKAGES:-}" ] ||
+    run_install "$EXTRA_PIP_PACKAGES" python -m pip install --no-cache-dir --disable-pip-version-check -q $EXTRA_PIP_PACKAGES
+
+if [ "$#" -gt 0 ]; then
+    exec "$@"
+fi
+
+cgroup_cpus() {  # the CPU limit rounded up, or nothing when unlimited
+    if [ -r /sys/fs/cgroup/cpu.max ]; then
+        read -r quota period </sys/fs/cgroup/cpu.max
+    elif [ -r /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+        read -r quota </sys/fs/cgroup/cpu/cpu.cfs_quota_us
+        read -r period </sys/fs/cgroup/cpu/cpu.cfs_period_us
+    else
+        return 0
+    fi
+    is_uint "$quota" && is_uint "$period" && [ "$period" -gt 0 ] || return 0
+    echo $(((quota + period - 1) / period))
+}
+
+cgroup_memory() {  # the memory limit in bytes, or nothing when unlimited
+    for file in /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes; do
+        [ -r "$file" ] || continue
+        read -r limit <"$file"
+        # cgroup v1 reports "unlimited" as a huge number (page-rounded LONG_MAX).
+        is_uint "$limit" && [ "${#limit}" -lt 19 ] && echo "$limit"
+        return 0
+    done
+}
+
+port=${PORT:-8786}
+check_port PORT "$port"
+host=${HOST:-}
+# shellcheck disable=SC2086  # ARGUMENTS is a list of words on purpose
+set -- ${ARGUMENTS:-}
+
+case ${WORKER:-false} in
+false | 0 | no | "")
+    dashboard_port=${DASHBOARD_PORT:-8787}
+    check_port DASHBOARD_PORT "$dashboard_port"
+    log "starting scheduler on ${host:-*}:$port, dashboard on ${host:-*}:$dashboard_port"
+    exec dask scheduler ${host:+--host "$host"} --port "$port" --dashboard-address "$host:$dashboard_port" "$@"
+    ;;
+true | 1 | yes)
+    dashboard_port=${DASHBOARD_PORT:-0}
+    check_port DASHBOARD_PORT "$dashboard_port"
+    scheduler=${DASK_SCHEDULER_ADDRESS:-tcp://${DASK_SCHEDULER_SERVICE:-dask-scheduler}:$port}
+    nthreads=${WORKER_NTHREADS:-$(cgroup_cpus)}
+    [ -z "$nthreads" ] || check_positive WORKER_NTHREADS "$nthreads"
+    memory=${WORKER_MEMORY_LIMIT:-$(cgroup_memory)}
+    log "starting worker for $scheduler, threads: ${nthreads:-all CPUs}, memory limit: ${memory:-auto}"
+    exec dask worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
+        ${nthreads:+--nthreads "$nthreads"} ${memory:+--memory-limit "$memory"} "$@" "$scheduler"
+    ;;
+*) die "WORKER must be true or false, got '$WORKER'" ;;
+esac

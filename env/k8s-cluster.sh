@@ -1,0 +1,157 @@
+#!/bin/sh
+# A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler) plus the kwok controller, run as local processes by
+# `kwokctl --runtime binary` from the binaries that env/k8s-build.sh cached.
+# Everything listens on 127.0.0.1 only (random free ports); nothing is
+# downloaded. No node is created: tests add kwok fake nodes themselves
+# (tests/k8s_cluster.py add_fake_node).
+#
+# Usage: env/k8s-cluster.sh up NAME          build binaries if needed, start (or
+#                                            reuse) cluster NAME, wait for the
+#                                            API, print its kubeconfig path
+#        env/k8s-cluster.sh down NAME        delete cluster NAME and its processes
+#        env/k8s-cluster.sh kubeconfig NAME  print the kubeconfig path of NAME
+#
+# Only the kubeconfig path goes to stdout; progress goes to stderr.
+# Environment: MINIMALDASK_CACHE (binaries, see k8s-build.sh),
+#              MINIMALDASK_KWOK_WORKDIR (cluster state and logs,
+#              default ${TMPDIR:-/tmp}/minimaldask-kwok),
+#              MINIMALDASK_K8S_TIMEOUT (seconds to wait for the API, default 120).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck disable=SC1091 # plain KEY=VALUE pins, nothing to follow
+. "$here/versions.env"
+
+usage() {
+    echo "usage: $0 up|down|kubeconfig NAME" >&2
+    exit 2
+}
+[ $# -eq 2 ] || usage
+cmd=$1
+name=$2
+case $name in
+    "" | *[!a-z0-9-]* | -*) echo "k8s-cluster: bad cluster name '$name' (use [a-z0-9-])" >&2; exit 2 ;;
+esac
+
+bin=$("$here/k8s-build.sh" --bin-dir)
+workdir=${MINIMALDASK_KWOK_WORKDIR:-${TMPDIR:-/tmp}/minimaldask-kwok}
+timeout=${MINIMALDASK_K8S_TIMEOUT:-120}
+cluster_dir=$workdir/clusters/$name
+kubeconfig=$cluster_dir/kubeconfig.yaml
+
+# kwokctl reads KWOK_* variables over its config: pin the ones that matter.
+export KWOK_WORKDIR="$workdir"
+export KWOK_RUNTIME=binary
+unset KWOK_KUBE_VERSION KWOK_KUBE_BINARY_PREFIX KWOK_KUBECTL_BINARY \
+    KWOK_KUBE_APISERVER_BINARY KWOK_KUBE_CONTROLLER_MANAGER_BINARY \
+    KWOK_KUBE_SCHEDULER_BINARY KWOK_CONTROLLER_BINARY KWOK_BINARY_PREFIX \
+    KWOK_ETCD_BINARY KWOK_ETCD_BINARY_TAR KWOK_ETCD_BINARY_PREFIX \
+    KWOK_ETCD_VERSION 2>/dev/null || true
+
+log() { echo "k8s-cluster: $*" >&2; }
+
+kwokctl() { "$bin/kwokctl" "$@"; }
+
+api_ready() {
+    [ -f "$kubeconfig" ] &&
+        "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s \
+            get --raw /readyz >/dev/null 2>&1
+}
+
+wait_api() {
+    i=0
+    while ! api_ready; do
+        i=$((i + 1))
+        if [ "$i" -gt "$timeout" ]; then
+            log "API of cluster $name not ready after ${timeout}s; logs: $cluster_dir/logs"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# PIDs of processes still running a binary of this cluster (its bin/ links).
+cluster_pids() {
+    for p in /proc/[0-9]*; do
+        exe=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        case $exe in
+            "$cluster_dir"/* | *" $cluster_dir/"*) echo "${p#/proc/}" ;;
+        esac
+    done
+}
+
+write_config() {
+    cat >"$1" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  kubeVersion: $KUBERNETES_VERSION
+  bindAddress: 127.0.0.1
+  kubeApiserverBinary: $bin/kube-apiserver
+  kubeControllerManagerBinary: $bin/kube-controller-manager
+  kubeSchedulerBinary: $bin/kube-scheduler
+  kubectlBinary: $bin/kubectl
+  kwokControllerBinary: $bin/kwok
+  etcdBinary: $bin/etcd
+  quietPull: true
+EOF
+}
+
+up() {
+    "$here/k8s-build.sh" >&2
+    if [ -d "$cluster_dir" ]; then
+        if api_ready; then
+            log "cluster $name already running"
+            echo "$kubeconfig"
+            return 0
+        fi
+        log "cluster $name exists but does not answer: restarting it"
+        if kwokctl start cluster --name "$name" >&2 && wait_api; then
+            echo "$kubeconfig"
+            return 0
+        fi
+        log "restart failed: recreating cluster $name"
+        down
+    fi
+    mkdir -p "$workdir"
+    config=$workdir/$name.kwokctl.yaml
+    write_config "$config"
+    start=$(date +%s)
+    # --kubeconfig '': do not add a context to ~/.kube/config.
+    kwokctl --config "$config" create cluster --name "$name" --runtime binary \
+        --kubeconfig '' --timeout "${timeout}s" --wait "${timeout}s" >&2
+    wait_api
+    log "cluster $name up in $(($(date +%s) - start)) s"
+    echo "$kubeconfig"
+}
+
+down() {
+    if [ -d "$cluster_dir" ]; then
+        kwokctl delete cluster --name "$name" --kubeconfig '' >&2 || true
+    fi
+    # Whatever kwokctl left (e.g. after a crash): only this cluster's processes.
+    pids=$(cluster_pids)
+    if [ -n "$pids" ]; then
+        log "stopping leftover processes of cluster $name: $(echo "$pids" | tr '\n' ' ')"
+        for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+        sleep 2
+        for pid in $(cluster_pids); do kill -9 "$pid" 2>/dev/null || true; done
+    fi
+    rm -rf "$cluster_dir" "$workdir/$name.kwokctl.yaml"
+}
+
+case $cmd in
+    up) up ;;
+    down) down ;;
+    kubeconfig)
+        if [ -f "$kubeconfig" ]; then
+            echo "$kubeconfig"
+        else
+            log "no cluster $name (no $kubeconfig)"
+            exit 1
+        fi
+        ;;
+    *) usage ;;
+esac
