@@ -6,19 +6,26 @@ on stderr and a non-zero exit code, without a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 
-from buildtools import engine
-from buildtools.config import load_image, load_images
-from buildtools.errors import ConfigError, MinimalDaskError
-from buildtools.mirror import ensure_mirror
+from buildtools import engine, report
+from buildtools.build import BuildOptions, build_plan
+from buildtools.changed import affected_images, changed_paths
+from buildtools.config import image_names, load_image, load_images
+from buildtools.errors import BudgetExceeded, ConfigError, MinimalDaskError
+from buildtools.mirror import ensure_mirror, mirror_ref
+from buildtools.plan import BASE_MODES, BaseMode, Plan, make_plan
 from buildtools.settings import Settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.splitlines()[0]
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -53,8 +60,6 @@ def doctor(platform: PlatformOpt = None) -> None:
     configs = [c for c in load_images() if c.base.mirror is not None]
     if not configs:
         raise ConfigError("no image has a base mirror to run the platform check in")
-    from buildtools.mirror import mirror_ref
-
     config = configs[0]
     ref = mirror_ref(settings, config.base.mirror)
     for wanted in platform or list(config.platforms):
@@ -65,6 +70,93 @@ def doctor(platform: PlatformOpt = None) -> None:
                 f"cannot run {wanted} containers ({e}); register QEMU with: env/bootstrap.sh binfmt"
             ) from e
         out.print(f"{wanted}: uname -m -> {machine}", highlight=False)
+
+
+RegistryOpt = Annotated[str | None, typer.Option(help="Registry to push to (default: $MINIMALDASK_REGISTRY).")]
+BaseOpt = Annotated[
+    str,
+    typer.Option(help=f"Base image source: {' or '.join(BASE_MODES)} (the offline mirror).", envvar="MINIMALDASK_BASE"),
+]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Extra tag(s) for every image, e.g. latest.")]
+
+
+def resolve_plan(
+    images: list[str] | None, platform: list[str] | None, registry: str | None, base: str, tag: list[str] | None
+) -> tuple[Settings, Plan]:
+    settings = Settings.load()
+    mode = cast(BaseMode, base)
+    return settings, make_plan(load_images(images), registry or settings.registry, mode, platform, tag)
+
+
+@app.command()
+def plan(
+    images: ImagesArg = None,
+    platform: PlatformOpt = None,
+    registry: RegistryOpt = None,
+    base: BaseOpt = "upstream",
+    tag: TagOpt = None,
+) -> None:
+    """Print the resolved build plan as JSON (no engine needed)."""
+    _, resolved = resolve_plan(images, platform, registry, base, tag)
+    print(json.dumps(resolved.to_json(), indent=2))
+
+
+@app.command()
+def build(
+    images: ImagesArg = None,
+    platform: PlatformOpt = None,
+    registry: RegistryOpt = None,
+    base: BaseOpt = "upstream",
+    tag: TagOpt = None,
+    push: Annotated[bool, typer.Option("--push", help="Push to the registry (the default).")] = False,
+    load: Annotated[bool, typer.Option("--load", help="Load into the local engine instead of pushing.")] = False,
+    oci: Annotated[Path | None, typer.Option("--oci", help="Write OCI layouts under this directory instead.")] = None,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA bundle for RUN steps behind a TLS-intercepting proxy (a BuildKit secret).",
+            envvar="MINIMALDASK_CA_BUNDLE",
+        ),
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Build every step again.")] = False,
+    report_file: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the build log.")] = False,
+) -> None:
+    """Build images for all their platforms, measure sizes and enforce the budgets."""
+    if sum([push, load, oci is not None]) > 1:
+        raise ConfigError("choose one of --push, --load and --oci")
+    settings, resolved = resolve_plan(images, platform, registry, base, tag)
+    for skipped in resolved.skipped:
+        err.print(f"skipping {skipped.image}: {skipped.reason} (build it with --base upstream)", highlight=False)
+    if not resolved.targets:
+        raise ConfigError("nothing to build")
+    progress(engine.check_engine())
+    options = BuildOptions(
+        output="load" if load else "oci" if oci else "push",
+        oci_dir=oci,
+        ca_bundle=ca_bundle or settings.default_ca_bundle,
+        use_cache=not no_cache,
+    )
+    results = build_plan(resolved, settings, options, (lambda _: None) if quiet else progress)
+    out.print(report.timing_table(results))
+    if any(result.verdicts for result in results):
+        out.print(report.size_table(results))
+    if report_file:
+        report_file.write_text(json.dumps(report.json_report(results), indent=2))
+    overruns = [line for result in results for verdict in result.verdicts for line in verdict.overruns]
+    if overruns:
+        raise BudgetExceeded("over budget:\n" + "\n".join(overruns))
+
+
+@app.command()
+def changed(
+    since: Annotated[str, typer.Option(help="Git ref to compare HEAD with.")],
+    force_all: Annotated[bool, typer.Option("--all", help="Every image, whatever changed.")] = False,
+) -> None:
+    """Print, one per line, the images a diff since REF affects."""
+    names = image_names()
+    for name in names if force_all else affected_images(changed_paths(since), names):
+        print(name)
 
 
 def main() -> None:

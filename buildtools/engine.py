@@ -73,6 +73,7 @@ def build(
     cache_from: str | None,
     cache_to: str | None,
     labels: dict[str, str],
+    no_cache: bool,
     on_log: LogSink,
 ) -> None:
     """docker buildx build with plain progress streamed line by line to on_log."""
@@ -88,9 +89,26 @@ def build(
             cache_from=cache_from,
             cache_to=cache_to,
             labels=labels,
+            cache=not no_cache,
             provenance=False,
             progress="plain",
             stream_logs=True,
         )
         for line in logs:
             on_log(line.rstrip("\n"))
+
+
+def layer_digests(ref: str, platforms: list[str]) -> dict[str, set[str]]:
+    """Layer digests of a (possibly remote) multi-platform image, per platform."""
+    with _engine_call(f"inspecting {ref}"):
+        index = docker.buildx.imagetools.inspect(ref)
+        digests: dict[str, set[str]] = {}
+        for entry in index.manifests or []:
+            platform = entry.platform
+            if platform is None or platform.os != "linux":
+                continue
+            name = f"linux/{platform.architecture}" + (f"/{platform.variant}" if platform.variant else "")
+            if name in platforms:
+                manifest = docker.buildx.imagetools.inspect(f"{ref.split('@')[0]}@{entry.digest}")
+                digests[name] = {layer.digest for layer in manifest.layers or [] if layer.digest}
+    return digests

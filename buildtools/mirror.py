@@ -54,8 +54,7 @@ def debian_arch(platform: str) -> str:
         return DEBIAN_ARCH[platform]
     except KeyError:
         raise ConfigError(
-            f"the base mirror cannot be built for platform {platform!r} "
-            f"(supported: {', '.join(DEBIAN_ARCH)})"
+            f"the base mirror cannot be built for platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})"
         ) from None
 
 

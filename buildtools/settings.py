@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = REPO_ROOT / "env"
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -26,6 +27,11 @@ class Settings:
     cache_dir: Path
     registry: str
     debian_mirror: str
+
+    @property
+    def default_ca_bundle(self) -> Path | None:
+        """The system bundle, which also trusts a TLS-intercepting proxy configured on the host."""
+        return SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
 
     @classmethod
     def load(cls) -> Settings:

@@ -1,0 +1,30 @@
+"""Which images a git diff affects, so CI rebuilds only those. The only module calling git."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from buildtools.errors import ConfigError
+from buildtools.settings import REPO_ROOT
+
+# Files every image is built from, or that decide how it is built.
+SHARED_INPUTS = ("entrypoint.sh", ".dockerignore", "images/strip.sh", "buildtools/plan.py", "buildtools/config.py")
+
+
+def changed_paths(since: str, repo: Path = REPO_ROOT) -> list[str]:
+    try:
+        result = subprocess.run(
+            ["git", "diff", "--name-only", f"{since}...HEAD"], cwd=repo, check=True, capture_output=True, text=True
+        )
+    except subprocess.CalledProcessError as e:
+        detail = (e.stderr or "").strip().splitlines()[:1] or [f"exit code {e.returncode}"]
+        raise ConfigError(f"cannot diff against {since!r}: {detail[0]}") from e
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def affected_images(paths: list[str], images: list[str]) -> list[str]:
+    """Pure: the images whose inputs are among the changed paths."""
+    if any(path in SHARED_INPUTS for path in paths):
+        return list(images)
+    return [name for name in images if any(path.startswith(f"images/{name}/") for path in paths)]

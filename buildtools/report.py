@@ -1,0 +1,90 @@
+"""Presents build results: a table for people, JSON for CI. No decisions are made here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from buildtools.budgets import MB, Verdict
+from buildtools.build import TargetResult
+
+
+def _mb(value: int) -> str:
+    return f"{value / MB:.1f}"
+
+
+def _delta(verdict: Verdict) -> str:
+    if verdict.previous_compressed is None:
+        return "new"
+    change = (verdict.compressed - verdict.previous_compressed) / MB
+    return f"{change:+.1f}"
+
+
+def size_table(results: list[TargetResult]) -> Table:
+    table = Table(title="Image sizes (MB = 10^6 bytes; compressed is what a node pulls)")
+    for column in ("image", "platform", "compressed", "budget", "uncompressed", "budget", "layers", "Δ", "status"):
+        table.add_column(column, justify="left" if column in ("image", "platform", "status") else "right")
+    for result in results:
+        for verdict in result.verdicts:
+            size = result.sizes[verdict.platform]
+            suffix = " +base" if verdict.budget.over_base else ""
+            table.add_row(
+                verdict.image,
+                verdict.platform,
+                _mb(verdict.counted_compressed) + suffix,
+                f"{verdict.budget.compressed_mb:g}",
+                _mb(verdict.counted_uncompressed) + suffix,
+                f"{verdict.budget.uncompressed_mb:g}",
+                str(len(size.layers)),
+                _delta(verdict),
+                "ok" if verdict.ok else "OVER",
+            )
+    return table
+
+
+def timing_table(results: list[TargetResult]) -> Table:
+    table = Table(title="Build times (platforms build in parallel; their step times overlap)")
+    for column in ("image", "wall s", "steps cached", "per-platform step s"):
+        table.add_column(column)
+    for result in results:
+        per_platform = ", ".join(f"{p} {s:.0f}" for p, s in sorted(result.platform_seconds.items()))
+        table.add_row(
+            result.target.image,
+            f"{result.seconds:.0f}",
+            f"{result.cached_steps}/{result.work_steps}",
+            per_platform or "-",
+        )
+    return table
+
+
+def json_report(results: list[TargetResult]) -> dict[str, Any]:
+    return {
+        "images": [
+            {
+                "image": result.target.image,
+                "refs": result.target.refs,
+                "seconds": round(result.seconds, 1),
+                "platform_seconds": {p: round(s, 1) for p, s in result.platform_seconds.items()},
+                "work_steps": result.work_steps,
+                "cached_steps": result.cached_steps,
+                "platforms": [
+                    {
+                        "platform": v.platform,
+                        "digest": result.sizes[v.platform].digest,
+                        "compressed": v.compressed,
+                        "uncompressed": v.uncompressed,
+                        "counted_compressed": v.counted_compressed,
+                        "counted_uncompressed": v.counted_uncompressed,
+                        "layers": len(result.sizes[v.platform].layers),
+                        "budget": v.budget.model_dump(),
+                        "previous_compressed": v.previous_compressed,
+                        "over_budget": v.overruns,
+                    }
+                    for v in result.verdicts
+                ],
+            }
+            for result in results
+        ],
+        "ok": all(v.ok for result in results for v in result.verdicts),
+    }
