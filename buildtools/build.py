@@ -3,6 +3,7 @@ judged against the budgets. Callers get results; nothing here prints."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from buildtools.registry import Registry
 from buildtools.settings import REPO_ROOT, Settings
 from buildtools.sizes import ContentSource, LayerSizeCache, OciLayoutSource, PlatformSize, RegistrySource, measure
 
-OutputMode = Literal["push", "load", "oci"]
+OutputMode = Literal["push", "push-by-digest", "load", "oci"]
 # Proxy settings reach RUN steps as BuildKit's predefined build arguments, which stay out
 # of the image history and config.
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
@@ -32,6 +33,17 @@ class BuildOptions:
     oci_dir: Path | None = None
     ca_bundle: Path | None = None
     use_cache: bool = True
+    cache_scope: str | None = None  # GitHub Actions cache scope; default: the registry cache
+
+    def cache_refs(self, target: Target) -> tuple[str | None, str | None]:
+        """(cache-from, cache-to) for buildx."""
+        if not self.use_cache:
+            return None, None
+        if self.cache_scope:
+            return f"type=gha,scope={self.cache_scope}", f"type=gha,scope={self.cache_scope},mode=max"
+        if self.output == "push":
+            return f"type=registry,ref={target.cache_ref}", f"type=registry,ref={target.cache_ref},mode=max"
+        return None, None  # the engine's own build cache still applies
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class TargetResult:
     cached_steps: int
     sizes: dict[str, PlatformSize]
     verdicts: list[Verdict]
+    digest: str | None
 
     @property
     def fully_cached(self) -> bool:
@@ -67,6 +80,15 @@ def proxy_args() -> dict[str, str]:
 def output_for(target: Target, options: BuildOptions) -> dict[str, str]:
     if options.output == "push":
         return {"type": "image", "push": "true"}
+    if options.output == "push-by-digest":
+        # Untagged, for CI jobs that each build one platform; a later job tags the index.
+        return {
+            "type": "image",
+            "name": target.repository,
+            "push-by-digest": "true",
+            "name-canonical": "true",
+            "push": "true",
+        }
     if options.output == "load":
         return {"type": "docker"}
     if options.oci_dir is None:
@@ -75,11 +97,16 @@ def output_for(target: Target, options: BuildOptions) -> dict[str, str]:
 
 
 def content_source(target: Target, options: BuildOptions) -> ContentSource | None:
-    if options.output == "push":
+    if options.output == "push" and is_local(target.repository.split("/")[0]):
         return RegistrySource.for_ref(target.refs[0])
     if options.output == "oci" and options.oci_dir:
         return OciLayoutSource(options.oci_dir / target.image)
     return None  # an engine's local store has no per-platform compressed sizes
+
+
+def is_local(registry: str) -> bool:
+    """A registry on this machine, spoken to over plain HTTP (remote ones are left to buildx)."""
+    return registry.split(":")[0] in ("127.0.0.1", "localhost")
 
 
 def previous_sizes(target: Target, cache: LayerSizeCache) -> dict[str, PlatformSize]:
@@ -94,8 +121,10 @@ def build_target(
 ) -> TargetResult:
     cache = LayerSizeCache(settings.cache_dir / "layer-sizes.json")
     previous = previous_sizes(target, cache) if options.output == "push" else {}
-    registry_cache = options.use_cache and options.output == "push"
+    cache_from, cache_to = options.cache_refs(target)
     progress = BuildProgress()
+    metadata = settings.cache_dir / "metadata" / f"{target.image}.json"
+    metadata.parent.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:
         progress.feed(line)
@@ -106,19 +135,20 @@ def build_target(
         context=REPO_ROOT / target.context,
         dockerfile=REPO_ROOT / target.dockerfile,
         platforms=target.platforms,
-        tags=target.refs,
+        tags=[] if options.output == "push-by-digest" else target.refs,
         build_args={**target.build_args, **proxy_args()},
         secrets=secrets_for(options),
         output=output_for(target, options),
-        cache_from=f"type=registry,ref={target.cache_ref}" if registry_cache else None,
-        cache_to=f"type=registry,ref={target.cache_ref},mode=max" if registry_cache else None,
+        cache_from=cache_from,
+        cache_to=cache_to,
+        metadata_file=metadata,
         labels={"org.opencontainers.image.title": f"minimaldask-{target.image}"},
         no_cache=not options.use_cache,
         on_log=log,
     )
     seconds = time.monotonic() - started
     source = content_source(target, options)
-    sizes = measure(source, cache) if source else {}
+    sizes = measure(source, cache, target.platforms) if source else {}
     budgets = {platform: Budget(**budget) for platform, budget in target.budgets.items()}
     base_layers = (
         engine.layer_digests(target.build_args["BASE_IMAGE"], target.platforms)
@@ -133,12 +163,13 @@ def build_target(
         cached_steps=progress.cached_steps,
         sizes=sizes,
         verdicts=judge(target.image, sizes, budgets, base_layers, previous),
+        digest=json.loads(metadata.read_text()).get("containerimage.digest") if metadata.exists() else None,
     )
 
 
 def build_plan(
     plan: Plan, settings: Settings, options: BuildOptions, on_log: Callable[[str], None]
 ) -> list[TargetResult]:
-    if options.output == "push":
+    if options.output == "push" and is_local(plan.registry):
         Registry(plan.registry).ping()
     return [build_target(target, settings, options, on_log) for target in plan.targets]

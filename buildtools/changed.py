@@ -9,6 +9,7 @@ from buildtools.errors import ConfigError
 from buildtools.settings import REPO_ROOT
 
 # Files every image is built from, or that decide how it is built.
+REBUILD_MARKER = "[rebuild]"
 SHARED_INPUTS = ("entrypoint.sh", ".dockerignore", "images/strip.sh", "buildtools/plan.py", "buildtools/config.py")
 
 
@@ -28,3 +29,13 @@ def affected_images(paths: list[str], images: list[str]) -> list[str]:
     if any(path in SHARED_INPUTS for path in paths):
         return list(images)
     return [name for name in images if any(path.startswith(f"images/{name}/") for path in paths)]
+
+
+def select_images(
+    since: str, images: list[str], force_all: bool = False, commit_message: str = "", repo: Path = REPO_ROOT
+) -> list[str]:
+    """The images CI builds: all when forced, on [rebuild] in the commit message, or when
+    there is no previous state (a new branch: GitHub's all-zero `before`); else the affected."""
+    if force_all or REBUILD_MARKER in commit_message or not since.strip("0"):
+        return list(images)
+    return affected_images(changed_paths(since, repo), images)

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from buildtools import engine, report
 from buildtools.build import BuildOptions, build_plan
-from buildtools.changed import affected_images, changed_paths
+from buildtools.changed import select_images
 from buildtools.config import image_names, load_image, load_images
 from buildtools.errors import BudgetExceeded, ConfigError, MinimalDaskError
 from buildtools.mirror import ensure_mirror, mirror_ref
@@ -109,6 +109,13 @@ def build(
     base: BaseOpt = "upstream",
     tag: TagOpt = None,
     push: Annotated[bool, typer.Option("--push", help="Push to the registry (the default).")] = False,
+    push_by_digest: Annotated[
+        bool, typer.Option("--push-by-digest", help="Push untagged (one platform per CI job); see --digest-file.")
+    ] = False,
+    digest_file: Annotated[Path | None, typer.Option(help="Write the pushed image's digest here.")] = None,
+    cache_scope: Annotated[
+        str | None, typer.Option(help="Use the GitHub Actions cache with this scope instead of the registry cache.")
+    ] = None,
     load: Annotated[bool, typer.Option("--load", help="Load into the local engine instead of pushing.")] = False,
     oci: Annotated[Path | None, typer.Option("--oci", help="Write OCI layouts under this directory instead.")] = None,
     ca_bundle: Annotated[
@@ -123,8 +130,8 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the build log.")] = False,
 ) -> None:
     """Build images for all their platforms, measure sizes and enforce the budgets."""
-    if sum([push, load, oci is not None]) > 1:
-        raise ConfigError("choose one of --push, --load and --oci")
+    if sum([push, push_by_digest, load, oci is not None]) > 1:
+        raise ConfigError("choose one of --push, --push-by-digest, --load and --oci")
     settings, resolved = resolve_plan(images, platform, registry, base, tag)
     for skipped in resolved.skipped:
         err.print(f"skipping {skipped.image}: {skipped.reason} (build it with --base upstream)", highlight=False)
@@ -132,10 +139,11 @@ def build(
         raise ConfigError("nothing to build")
     progress(engine.check_engine())
     options = BuildOptions(
-        output="load" if load else "oci" if oci else "push",
+        output="load" if load else "oci" if oci else "push-by-digest" if push_by_digest else "push",
         oci_dir=oci,
         ca_bundle=ca_bundle or settings.default_ca_bundle,
         use_cache=not no_cache,
+        cache_scope=cache_scope,
     )
     results = build_plan(resolved, settings, options, (lambda _: None) if quiet else progress)
     out.print(report.timing_table(results))
@@ -143,19 +151,36 @@ def build(
         out.print(report.size_table(results))
     if report_file:
         report_file.write_text(json.dumps(report.json_report(results), indent=2))
+    if digest_file:
+        digest_file.write_text("".join(f"{result.digest}\n" for result in results if result.digest))
     overruns = [line for result in results for verdict in result.verdicts for line in verdict.overruns]
     if overruns:
         raise BudgetExceeded("over budget:\n" + "\n".join(overruns))
 
 
+@app.command(name="report")
+def show_report(
+    report_file: Annotated[Path, typer.Argument(help="A JSON report written by build --report.")],
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print a Markdown table (for CI job summaries).")
+    ] = False,
+) -> None:
+    """Print the size table of a build report."""
+    try:
+        data = json.loads(report_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the report {report_file}: {e}") from e
+    print(report.markdown_table(data) if markdown else json.dumps(data, indent=2))
+
+
 @app.command()
 def changed(
-    since: Annotated[str, typer.Option(help="Git ref to compare HEAD with.")],
+    since: Annotated[str, typer.Option(help="Git ref to compare HEAD with (all zeros: no previous state).")],
     force_all: Annotated[bool, typer.Option("--all", help="Every image, whatever changed.")] = False,
+    commit_message: Annotated[str, typer.Option(help="[rebuild] in it selects every image.")] = "",
 ) -> None:
     """Print, one per line, the images a diff since REF affects."""
-    names = image_names()
-    for name in names if force_all else affected_images(changed_paths(since), names):
+    for name in select_images(since, image_names(), force_all, commit_message):
         print(name)
 
 

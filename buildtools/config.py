@@ -53,6 +53,7 @@ class Base(Strict):
 
 class ImageConfig(Strict):
     name: str
+    directory: Path
     description: str
     repository: str
     dockerfile: str = "Dockerfile"
@@ -85,8 +86,10 @@ class ImageConfig(Strict):
         return self
 
     @property
-    def directory(self) -> Path:
-        return IMAGES_DIR / self.name
+    def dockerfile_path(self) -> str:
+        """The Dockerfile, relative to the repository root when it is inside it."""
+        path = self.directory / self.dockerfile
+        return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
     def resolved_tags(self) -> list[str]:
         return [tag.format(**self.versions) for tag in self.tags]
@@ -103,7 +106,7 @@ def load_image(name: str, images_dir: Path = IMAGES_DIR) -> ImageConfig:
         raise ConfigError(f"unknown image {name!r} (known: {known})")
     try:
         data = tomllib.loads(path.read_text())
-        return ImageConfig(name=name, **data)
+        return ImageConfig(name=name, directory=path.parent.resolve(), **data)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from e
     except ValidationError as e:

@@ -74,6 +74,7 @@ def build(
     cache_to: str | None,
     labels: dict[str, str],
     no_cache: bool,
+    metadata_file: Path,
     on_log: LogSink,
 ) -> None:
     """docker buildx build with plain progress streamed line by line to on_log."""
@@ -90,6 +91,7 @@ def build(
             cache_to=cache_to,
             labels=labels,
             cache=not no_cache,
+            metadata_file=metadata_file,
             provenance=False,
             progress="plain",
             stream_logs=True,

@@ -29,3 +29,35 @@ class BudgetExceeded(MinimalDaskError):
     """One or more images are larger than their budget."""
 
     exit_code = 3
+
+
+class DeployError(MinimalDaskError):
+    """A Kubernetes deploy failed; the message names the object and the reason."""
+
+
+class ForbiddenError(DeployError):
+    """The Kubernetes API refused an operation (RBAC); see docs/RBAC.md for the Role needed."""
+
+
+class PodFailure(DeployError):
+    """A pod cannot start; the message names the pod, the reason and the details."""
+
+    def __init__(self, pod: str, reason: str, detail: str) -> None:
+        self.pod, self.reason, self.detail = pod, reason, detail
+        super().__init__(f"pod {pod}: {reason}: {detail}")
+
+
+class ImagePullError(PodFailure):
+    """The image cannot be pulled (ErrImagePull, ImagePullBackOff, InvalidImageName)."""
+
+
+class CrashLoopError(PodFailure):
+    """A container keeps crashing (CrashLoopBackOff); the detail holds its last log lines."""
+
+
+class UnschedulableError(PodFailure):
+    """No node can take the pod; the detail is the scheduler's message."""
+
+
+class WaitTimeout(DeployError):
+    """A wait reached its deadline; the message says what it waited for and the last state."""

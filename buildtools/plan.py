@@ -96,7 +96,7 @@ def make_target(config: ImageConfig, registry: str, base: str, platforms: list[s
         refs=[f"{repository}:{tag}" for tag in [*config.resolved_tags(), *extra_tags]],
         platforms=platforms,
         context=".",
-        dockerfile=f"images/{config.name}/{config.dockerfile}",
+        dockerfile=config.dockerfile_path,
         build_args={"BASE_IMAGE": base, **config.build_args()},
         cache_ref=f"{repository}:{CACHE_TAG}",
         budgets={p: config.budgets[p].model_dump() for p in platforms},

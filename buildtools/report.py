@@ -88,3 +88,19 @@ def json_report(results: list[TargetResult]) -> dict[str, Any]:
         ],
         "ok": all(v.ok for result in results for v in result.verdicts),
     }
+
+
+def markdown_table(data: dict[str, Any]) -> str:
+    """The size table of a JSON report, as Markdown for a CI job summary."""
+    lines = [
+        "| image | platform | compressed MB | budget | uncompressed MB | budget | layers | status |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for image in data["images"]:
+        for p in image["platforms"]:
+            lines.append(
+                f"| {image['image']} | {p['platform']} | {_mb(p['counted_compressed'])} | "
+                f"{p['budget']['compressed_mb']:g} | {_mb(p['counted_uncompressed'])} | "
+                f"{p['budget']['uncompressed_mb']:g} | {p['layers']} | {'OVER' if p['over_budget'] else 'ok'} |"
+            )
+    return "\n".join(lines)

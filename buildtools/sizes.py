@@ -145,8 +145,11 @@ def measure_manifest(source: ContentSource, platform: str, digest: str, cache: L
     )
 
 
-def measure(source: ContentSource, cache: LayerSizeCache | None = None) -> dict[str, PlatformSize]:
-    """Sizes per platform of an image index (or of a single-platform manifest)."""
+def measure(
+    source: ContentSource, cache: LayerSizeCache | None = None, built: list[str] | None = None
+) -> dict[str, PlatformSize]:
+    """Sizes per platform of an image index; `built` names the platform of a lone manifest
+    whose descriptor carries none (a single-platform OCI export)."""
     cache = cache or LayerSizeCache(None)
     top = source.top()
     if "manifests" not in top:
@@ -154,6 +157,9 @@ def measure(source: ContentSource, cache: LayerSizeCache | None = None) -> dict[
     sizes = {}
     for descriptor in top["manifests"]:
         platform = platform_name(descriptor)
+        lone = len(top["manifests"]) == 1 and "platform" not in descriptor
+        if platform is None and lone and built and len(built) == 1:
+            platform = built[0]
         if platform:
             sizes[platform] = measure_manifest(source, platform, descriptor["digest"], cache)
     cache.save()

@@ -1,0 +1,103 @@
+"""Readiness predicates over plain API objects (dicts), and one bounded wait loop.
+
+Predicates are pure so they can be tested on captured objects; the loop has a single
+monotonic deadline, reports what it waits for, and names the last state when it gives up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from buildtools.errors import CrashLoopError, ImagePullError, PodFailure, UnschedulableError, WaitTimeout
+
+Obj = dict[str, Any]
+PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+CRASH_FAILURES = {"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+def _get(obj: Obj, *path: str, default: Any = None) -> Any:
+    for key in path:
+        if not isinstance(obj, dict) or obj.get(key) is None:
+            return default
+        obj = obj[key]
+    return obj
+
+
+def rollout_state(obj: Obj) -> tuple[bool, str]:
+    """(ready, description) for a Deployment or a DaemonSet."""
+    generation = _get(obj, "metadata", "generation", default=0)
+    observed = _get(obj, "status", "observedGeneration", default=0)
+    status = obj.get("status") or {}
+    if obj.get("kind") == "DaemonSet":
+        desired = status.get("desiredNumberScheduled", 0)
+        ready = status.get("numberReady", 0)
+        updated = status.get("updatedNumberScheduled", 0)
+        done = observed >= generation and ready == desired and updated == desired
+        return done, f"{ready}/{desired} nodes ready"
+    wanted = _get(obj, "spec", "replicas", default=1)
+    ready = status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    total = status.get("replicas", 0)
+    done = observed >= generation and ready == wanted and updated == wanted and total == wanted
+    return done, f"{ready}/{wanted} replicas ready"
+
+
+def pod_failure(pod: Obj, logs: Callable[[str, str], str] | None = None) -> PodFailure | None:
+    """The failure a pod shows that will not heal by waiting, if any.
+
+    Unschedulable is not among them (an autoscaler may still add a node): see unschedulable().
+    """
+    name = _get(pod, "metadata", "name", default="?")
+    statuses = _get(pod, "status", "initContainerStatuses", default=[]) + _get(
+        pod, "status", "containerStatuses", default=[]
+    )
+    for status in statuses:
+        waiting = _get(status, "state", "waiting", default={})
+        reason = waiting.get("reason", "")
+        message = waiting.get("message", "") or ""
+        if reason in PULL_FAILURES:
+            return ImagePullError(name, reason, f"image {status.get('image', '?')}: {message}".strip(": "))
+        if reason in CRASH_FAILURES:
+            tail = logs(name, status.get("name", "")) if logs and reason == "CrashLoopBackOff" else ""
+            detail = f"container {status.get('name')}: {message}".strip(": ")
+            if tail:
+                detail += "; last log lines:\n" + tail
+            return CrashLoopError(name, reason, detail)
+    return None
+
+
+def unschedulable(pod: Obj) -> UnschedulableError | None:
+    for condition in _get(pod, "status", "conditions", default=[]):
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            name = _get(pod, "metadata", "name", default="?")
+            return UnschedulableError(name, "Unschedulable", condition.get("message", ""))
+    return None
+
+
+def wait_until(
+    check: Callable[[], tuple[bool, str]],
+    what: str,
+    timeout: float,
+    on_progress: Callable[[str], None],
+    interval: float = 1.0,
+    on_timeout: Callable[[str], Exception | None] | None = None,
+) -> str:
+    """Poll check() until it reports done; report each new state; raise at the deadline.
+
+    on_timeout may turn the last state into a more specific error (e.g. Unschedulable).
+    """
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        done, state = check()
+        if state != last:
+            on_progress(f"waiting for {what}: {state}")
+            last = state
+        if done:
+            return state
+        if time.monotonic() >= deadline:
+            specific = on_timeout(state) if on_timeout else None
+            raise specific or WaitTimeout(f"timed out after {timeout:g} s waiting for {what}; last state: {state}")
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,64 @@
+"""`buildtools changed` on real git histories."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from buildtools.changed import affected_images, changed_paths
+from buildtools.errors import ConfigError
+
+IMAGES = ["alpine", "debian", "rapids"]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q", "-b", "master")
+    git(tmp_path, "config", "user.email", "ci@example.invalid")
+    git(tmp_path, "config", "user.name", "ci")
+    for path in ["README.md", "entrypoint.sh", *(f"images/{name}/Dockerfile" for name in IMAGES)]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("v1\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "initial")
+    return tmp_path
+
+
+def commit_change(repo: Path, path: str) -> None:
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text("v2\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"change {path}")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("README.md", []),
+        ("images/debian/Dockerfile", ["debian"]),
+        ("images/alpine/image.toml", ["alpine"]),
+        ("entrypoint.sh", IMAGES),
+        ("images/strip.sh", IMAGES),
+        ("docs/PERFORMANCE.md", []),
+    ],
+)
+def test_affected_images_from_a_real_diff(repo: Path, path: str, expected: list[str]) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    commit_change(repo, path)
+    assert affected_images(changed_paths(base, repo), IMAGES) == expected
+
+
+def test_changes_accumulate_over_several_commits(repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    commit_change(repo, "images/debian/Dockerfile")
+    commit_change(repo, "images/rapids/image.toml")
+    assert affected_images(changed_paths(base, repo), IMAGES) == ["debian", "rapids"]
+
+
+def test_unknown_ref_is_a_clear_error(repo: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot diff against 'no-such-ref'"):
+        changed_paths("no-such-ref", repo)

@@ -1,0 +1,75 @@
+"""Image definitions: the strict model and its errors (no engine needed)."""
+
+from pathlib import Path
+
+import pytest
+
+from buildtools.config import image_names, load_image, load_images
+from buildtools.errors import ConfigError
+
+VALID = """
+description = "fixture"
+repository = "minimaldask/fixture"
+platforms = ["linux/amd64", "linux/arm64"]
+tags = ["{dask}"]
+[base]
+image = "debian:trixie-slim"
+platforms = ["linux/amd64", "linux/arm64"]
+[versions]
+dask = "1.0"
+[budgets."linux/amd64"]
+compressed_mb = 10
+uncompressed_mb = 20
+[budgets."linux/arm64"]
+compressed_mb = 10
+uncompressed_mb = 20
+"""
+
+
+def write_image(root: Path, text: str, name: str = "fixture") -> Path:
+    (root / name).mkdir(parents=True, exist_ok=True)
+    (root / name / "image.toml").write_text(text)
+    return root
+
+
+def test_repository_images_all_load() -> None:
+    names = image_names()
+    assert {"debian", "alpine", "rapids"} <= set(names)
+    for config in load_images():
+        assert config.platforms, config.name
+        assert set(config.budgets) == set(config.platforms)
+
+
+def test_valid_definition_resolves_tags_and_build_args(tmp_path: Path) -> None:
+    config = load_image("fixture", write_image(tmp_path, VALID))
+    assert config.resolved_tags() == ["1.0"]
+    assert config.build_args() == {"DASK_VERSION": "1.0"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('platforms = ["linux/amd64", "linux/arm64"]', 'platforms = ["linux/s390x"]'), "unknown platform"),
+        (('[budgets."linux/arm64"]\ncompressed_mb = 10', '[budgets."linux/arm64"]\ncompressed_mb = -1'), "greater than 0"),
+        (('tags = ["{dask}"]', 'tags = ["{python}"]'), "not in [versions]"),
+        (('description = "fixture"', 'description = "fixture"\nsurprise = 1'), "Extra inputs"),
+        (('[budgets."linux/arm64"]\ncompressed_mb = 10\nuncompressed_mb = 20', ""), "no budget for platform linux/arm64"),
+        (
+            ('image = "debian:trixie-slim"\nplatforms = ["linux/amd64", "linux/arm64"]', 'image = "x"\nplatforms = ["linux/amd64"]'),
+            "not provided by the base image x",
+        ),
+        (("[versions]", "[versions"), "image.toml"),
+    ],
+)
+def test_invalid_definitions_fail_with_one_clear_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    assert change[0] in VALID
+    root = write_image(tmp_path, VALID.replace(*change))
+    with pytest.raises(ConfigError) as error:
+        load_image("fixture", root)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_image_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown image 'nope' \(known: fixture\)"):
+        load_image("nope", write_image(tmp_path, VALID))

@@ -1,0 +1,103 @@
+"""A scheduler and two workers from the Debian image compute the seed's example.
+
+Containers use the host network with every server bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from python_on_whales import Container, docker
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.images
+
+# At least amd64 and one ARM platform (under QEMU).
+CLUSTER_PLATFORMS = ["linux/amd64", "linux/arm64"]
+
+
+@dataclass
+class LocalCluster:
+    scheduler: Container
+    workers: list[Container]
+    address: str
+    dashboard: str
+
+
+def start(image: str, platform: str, env: dict[str, str]) -> Container:
+    return docker.run(image, platform=platform, envs={"HOST": "127.0.0.1", **env}, detach=True,
+                      networks=["host"])
+
+
+def wait_for_workers(address: str, count: int, timeout: float) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=timeout) as client:
+        client.wait_for_workers(count, timeout=timeout)
+
+
+def http_get(url: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback http
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module", params=CLUSTER_PLATFORMS)
+def cluster(request: pytest.FixtureRequest, debian_image: str) -> Iterator[LocalCluster]:
+    platform = str(request.param)
+    port, dashboard = free_port(), free_port()
+    scheduler = start(debian_image, platform, {"PORT": str(port), "DASHBOARD_PORT": str(dashboard)})
+    address = f"tcp://127.0.0.1:{port}"
+    workers = [start(debian_image, platform, {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": address,
+                                               "WORKER_NTHREADS": "1"}) for _ in range(2)]
+    try:
+        wait_for_workers(address, 2, timeout=180)
+        yield LocalCluster(scheduler, workers, address, f"http://127.0.0.1:{dashboard}")
+    finally:
+        for container in [*workers, scheduler]:
+            container.remove(force=True)
+
+
+def test_seed_example_computes(cluster: LocalCluster) -> None:
+    import dask.array as da
+    import numpy as np
+    from distributed import Client
+
+    with Client(cluster.address, timeout=60) as client:
+        x = da.random.random((10000, 10000), chunks=(1000, 1000))
+        result = (x + x.T)[::2, 5000:].mean(axis=1).compute()
+        assert result.shape == (5000,)
+        # The mean of 5000 sums of two uniform [0, 1) numbers is close to 1.
+        assert np.all(np.abs(result - 1.0) < 0.05)
+        assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_dashboard_health_and_status_page(cluster: LocalCluster) -> None:
+    assert http_get(f"{cluster.dashboard}/health", timeout=60) == "ok"
+    assert "Bokeh" in http_get(f"{cluster.dashboard}/status", timeout=60)
+
+
+def test_docker_stop_closes_the_worker_gracefully(cluster: LocalCluster, debian_image: str) -> None:
+    worker = start(debian_image, "linux/amd64", {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": cluster.address,
+                                                 "WORKER_NTHREADS": "1"})
+    try:
+        wait_for_workers(cluster.address, 3, timeout=120)
+        # SIGTERM via tini; a worker that ignored it would be killed after 30 s with exit code 137.
+        docker.stop(worker, time=30)
+        state = docker.container.inspect(worker.id).state
+        logs = docker.logs(worker)
+        assert state.exit_code == 0, logs
+        assert "Stopping worker" in logs
+    finally:
+        worker.remove(force=True)
