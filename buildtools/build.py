@@ -111,7 +111,7 @@ def is_local(registry: str) -> bool:
 
 def previous_sizes(target: Target, cache: LayerSizeCache) -> dict[str, PlatformSize]:
     try:
-        return measure(RegistrySource.for_ref(target.refs[0]), cache)
+        return measure(RegistrySource.for_ref(target.refs[0]), cache, target.platforms)
     except KeyError:
         return {}
 
@@ -122,7 +122,7 @@ def build_target(
     cache = LayerSizeCache(settings.cache_dir / "layer-sizes.json")
     previous = previous_sizes(target, cache) if options.output == "push" else {}
     cache_from, cache_to = options.cache_refs(target)
-    progress = BuildProgress()
+    progress = BuildProgress(platform=target.platforms[0])
     metadata = settings.cache_dir / "metadata" / f"{target.image}.json"
     metadata.parent.mkdir(parents=True, exist_ok=True)
 

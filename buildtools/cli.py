@@ -26,7 +26,8 @@ from buildtools.settings import Settings
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.splitlines()[0]
 )
-out = Console()
+# Tables stay whole in CI logs, where there is no terminal to take the width from.
+out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 ImagesArg = Annotated[list[str] | None, typer.Argument(help="Images (default: all under images/).", show_default=False)]
@@ -36,7 +37,7 @@ PlatformOpt = Annotated[
 
 
 def progress(message: str) -> None:
-    err.print(message, highlight=False, markup=False)
+    err.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

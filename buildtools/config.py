@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -99,7 +100,13 @@ class ImageConfig(Strict):
         return {f"{key.upper()}_VERSION": value for key, value in self.versions.items()}
 
 
-def load_image(name: str, images_dir: Path = IMAGES_DIR) -> ImageConfig:
+def images_dir_default() -> Path:
+    """images/ of this checkout, or $MINIMALDASK_IMAGES_DIR (image definitions kept elsewhere)."""
+    return Path(os.environ.get("MINIMALDASK_IMAGES_DIR") or IMAGES_DIR)
+
+
+def load_image(name: str, images_dir: Path | None = None) -> ImageConfig:
+    images_dir = images_dir or images_dir_default()
     path = images_dir / name / DEFINITION_FILE
     if not path.is_file():
         known = ", ".join(image_names(images_dir)) or "none"
@@ -120,9 +127,10 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-def image_names(images_dir: Path = IMAGES_DIR) -> list[str]:
+def image_names(images_dir: Path | None = None) -> list[str]:
+    images_dir = images_dir or images_dir_default()
     return sorted(p.parent.name for p in images_dir.glob(f"*/{DEFINITION_FILE}"))
 
 
-def load_images(names: list[str] | None = None, images_dir: Path = IMAGES_DIR) -> list[ImageConfig]:
+def load_images(names: list[str] | None = None, images_dir: Path | None = None) -> list[ImageConfig]:
     return [load_image(name, images_dir) for name in (names or image_names(images_dir))]

@@ -6,7 +6,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-STEP = re.compile(r"^#(\d+) \[(linux/[\w/]+) (?:[\w.-]+ )?\d+/\d+\] (\w+)")
+# "#12 [linux/arm64 stage-0 3/5] RUN ..." (multi-platform) or "#12 [stage-0 3/5] RUN ..."
+STEP = re.compile(r"^#(\d+) \[(?:(linux/[\w/]+) )?(?:[\w.-]+ )?\d+/\d+\] (\w+)")
 CACHED = re.compile(r"^#(\d+) CACHED")
 DONE = re.compile(r"^#(\d+) DONE ([\d.]+)s")
 # Steps that do work; FROM only resolves the base.
@@ -17,13 +18,14 @@ WORK = {"RUN", "COPY", "ADD"}
 class BuildProgress:
     """Fed line by line; knows which Dockerfile steps ran or came from the cache."""
 
+    platform: str = "default"  # for lines without one: a single-platform build
     steps: dict[str, tuple[str, str]] = field(default_factory=dict)  # vertex -> (platform, instruction)
     cached: set[str] = field(default_factory=set)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def feed(self, line: str) -> None:
         if match := STEP.match(line):
-            self.steps[match[1]] = (match[2], match[3])
+            self.steps[match[1]] = (match[2] or self.platform, match[3])
         elif match := CACHED.match(line):
             self.cached.add(match[1])
         elif match := DONE.match(line):

@@ -20,7 +20,7 @@ ATTESTATION = "attestation-manifest"
 
 
 class ContentSource(Protocol):
-    def top(self) -> dict[str, Any]: ...
+    def top(self) -> tuple[str, dict[str, Any]]: ...
     def json(self, digest: str) -> dict[str, Any]: ...
     def chunks(self, digest: str) -> Iterator[bytes]: ...
 
@@ -36,8 +36,8 @@ class RegistrySource:
         host, repository, reference = split_ref(ref)
         return cls(Registry(host), repository, reference)
 
-    def top(self) -> dict[str, Any]:
-        return self.registry.manifest(self.repository, self.reference)[1]
+    def top(self) -> tuple[str, dict[str, Any]]:
+        return self.registry.manifest(self.repository, self.reference)
 
     def json(self, digest: str) -> dict[str, Any]:
         return self.registry.manifest(self.repository, digest)[1]
@@ -56,13 +56,13 @@ class OciLayoutSource:
         algorithm, _, hexdigest = digest.partition(":")
         return self.root / "blobs" / algorithm / hexdigest
 
-    def top(self) -> dict[str, Any]:
+    def top(self) -> tuple[str, dict[str, Any]]:
         index = json.loads((self.root / "index.json").read_text())
         entries = index.get("manifests", [])
-        # buildx writes an index.json that points at the image's own index.
-        if len(entries) == 1 and "index" in entries[0].get("mediaType", ""):
-            return self.json(entries[0]["digest"])
-        return index
+        # buildx writes an index.json that points at the image's own index or manifest.
+        if len(entries) == 1:
+            return entries[0]["digest"], self.json(entries[0]["digest"])
+        return "", index
 
     def json(self, digest: str) -> dict[str, Any]:
         return json.loads(self._blob(digest).read_text())
@@ -148,19 +148,19 @@ def measure_manifest(source: ContentSource, platform: str, digest: str, cache: L
 def measure(
     source: ContentSource, cache: LayerSizeCache | None = None, built: list[str] | None = None
 ) -> dict[str, PlatformSize]:
-    """Sizes per platform of an image index; `built` names the platform of a lone manifest
-    whose descriptor carries none (a single-platform OCI export)."""
+    """Sizes per platform of an image index, or of a lone manifest whose platform is the
+    one `built` names (a single-platform build)."""
     cache = cache or LayerSizeCache(None)
-    top = source.top()
-    if "manifests" not in top:
-        raise MinimalDaskError("a single-platform manifest has no platform to report; build an index")
-    sizes = {}
-    for descriptor in top["manifests"]:
-        platform = platform_name(descriptor)
-        lone = len(top["manifests"]) == 1 and "platform" not in descriptor
-        if platform is None and lone and built and len(built) == 1:
-            platform = built[0]
-        if platform:
-            sizes[platform] = measure_manifest(source, platform, descriptor["digest"], cache)
+    digest, top = source.top()
+    if "layers" in top:
+        if not built or len(built) != 1:
+            raise MinimalDaskError("a single-platform manifest: name its platform to measure it")
+        sizes = {built[0]: measure_manifest(source, built[0], digest, cache)}
+    else:
+        sizes = {}
+        for descriptor in top.get("manifests", []):
+            platform = platform_name(descriptor)
+            if platform:
+                sizes[platform] = measure_manifest(source, platform, descriptor["digest"], cache)
     cache.save()
     return sizes

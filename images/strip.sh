@@ -1,23 +1,28 @@
 #!/bin/sh
-# Remove what a running Dask scheduler or worker never reads, from the Python trees given.
+# Remove what a running Dask scheduler or worker never reads, from the Python trees given
+# (site-packages, dist-packages, a venv, the standard library).
 # Shared by every image; bind-mounted into the build, so it never lands in a layer itself.
 # usage: strip.sh DIR...
 set -eu
 
 for tree in "$@"; do
     [ -d "$tree" ] || continue
-    # Test suites shipped inside packages (dask, distributed, numpy, tornado ...).
-    find "$tree" -depth -type d \( -name tests -o -name testing -o -name test \) -path '*-packages/*' \
-        ! -path '*/numpy/testing' -exec rm -rf {} +
+    # Test suites shipped inside packages (dask, distributed, numpy, tornado ...) and the
+    # standard library's own; numpy.testing stays (some libraries import it at run time).
+    find "$tree" -depth -type d \( -name tests -o -name test -o -name idle_test \) \
+        ! -path '*/numpy/testing*' -exec rm -rf {} +
+    # Build-time-only parts: C headers, Fortran wrapper generator, type stubs, installers.
+    find "$tree" -depth -type d \( -path '*/numpy/_core/include' -o -path '*/numpy/f2py' \
+        -o -path '*/numpy/_pyinstaller' -o -name ensurepip -o -name lib2to3 -o -name idlelib \
+        -o -name turtledemo \) -exec rm -rf {} +
+    find "$tree" \( -name '*.pyi' -o -name '*.c' -o -name '*.h' -o -name '*.pxd' \) -type f -delete
     # Bokeh's TypeScript compiler, ES-module sources and unminified bundles serve custom
     # extensions and debugging only; the dashboard loads the minified bundles.
-    for static in "$tree"/lib/python3*/site-packages/bokeh/server/static/js; do
-        [ -d "$static" ] || continue
+    find "$tree" -type d -path '*/bokeh/server/static/js' | while read -r static; do
         rm -rf "${static:?}/lib" "${static:?}/compiler.js"
         for bundle in "$static"/*.min.js; do
-            rm -f "${bundle%.min.js}.js"
+            [ -e "$bundle" ] && rm -f "${bundle%.min.js}.js"
         done
         find "$static" -name '*.map' -delete
     done
-    find "$tree" -name '*.pyi' -delete
 done

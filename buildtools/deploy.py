@@ -1,0 +1,350 @@
+"""Start and delete Dask clusters on Kubernetes, and prepull images onto the nodes.
+
+specs (validated values) -> render (manifests) -> kube (server-side apply) -> waits.
+Bad input fails before anything is created; a failed start removes what it created
+(unless keep_on_failure); every wait has one deadline and names what it waits for.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from buildtools import specs
+from buildtools.errors import ConfigError, ForbiddenError, MinimalDaskError, WaitTimeout
+from buildtools.kube import Kube, PortForward, in_cluster
+from buildtools.render import render_cluster, render_prepuller
+from buildtools.specs import ClusterResources, ClusterSpec, PrepullSpec
+from buildtools.waits import pod_failure, rollout_state, unschedulable, wait_until
+
+Progress = Callable[[str], None]
+# Every kind a cluster creates, found again by the cluster's label when it is deleted.
+CLUSTER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "Pod"))
+DEFAULT_TIMEOUT = 300.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Deadline:
+    """One monotonic deadline shared by the steps of a wait."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+
+def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The pods of a component; raises at once on a failure that waiting cannot heal."""
+    pods = kube.list("v1", "Pod", namespace, selector)
+
+    def last_lines(pod: str, container: str) -> str:
+        try:
+            return kube.pod_log(namespace, pod, container, tail=20).rstrip()
+        except MinimalDaskError:
+            return ""
+
+    for pod in pods:
+        if failure := pod_failure(pod, last_lines):
+            raise failure
+    return pods
+
+
+def wait_rollout(
+    kube: Kube, api_version: str, kind: str, name: str, namespace: str, selector: str, timeout: float,
+    progress: Progress,
+) -> str:
+    """Wait until a Deployment or DaemonSet is rolled out, failing fast on broken pods."""
+
+    def check() -> tuple[bool, str]:
+        obj = kube.get(api_version, kind, name, namespace)
+        if obj is None:
+            return False, "not found"
+        _check_pods(kube, namespace, selector)
+        return rollout_state(obj)
+
+    def on_timeout(state: str) -> Exception | None:
+        for pod in kube.list("v1", "Pod", namespace, selector):
+            if problem := unschedulable(pod):
+                return problem
+        return None
+
+    return wait_until(check, f"{kind} {namespace}/{name}", timeout, progress, on_timeout=on_timeout)
+
+
+@dataclass
+class DaskCluster:
+    """A running Dask cluster: its address, dashboard, scaling, logs and removal."""
+
+    spec: ClusterSpec
+    kube: Kube = field(repr=False)
+    progress: Progress = field(default=_quiet, repr=False)
+    _forwards: dict[int, PortForward] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        deadline = Deadline(timeout)
+        for component in ("scheduler", "worker"):
+            wait_rollout(
+                self.kube, "apps/v1", "Deployment", specs.component_name(self.name, component), self.namespace,
+                specs.label_selector(self.name, component), deadline.left(), self.progress,
+            )
+
+    def _service(self) -> dict[str, Any]:
+        service = self.kube.get("v1", "Service", specs.scheduler_service_name(self.name), self.namespace)
+        if service is None:
+            raise MinimalDaskError(f"the scheduler Service of cluster {self.name} is gone")
+        return service
+
+    def _reach(self, port_name: str, port: int, scheme: str) -> str:
+        """An address of the scheduler's port that works from where this process runs."""
+        host = f"{specs.scheduler_service_name(self.name)}.{self.namespace}.svc"
+        if in_cluster():
+            return f"{scheme}://{host}:{port}"
+        service = self._service()
+        service_port = next(p for p in service["spec"]["ports"] if p["name"] == port_name)
+        if self.spec.service_type == "LoadBalancer":
+            ingress = (service.get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
+            address = ingress.get("ip") or ingress.get("hostname")
+            if not address:
+                raise MinimalDaskError(f"the LoadBalancer of cluster {self.name} has no address yet")
+            return f"{scheme}://{address}:{service_port['port']}"
+        if self.spec.service_type == "NodePort":
+            return f"{scheme}://{self._node_address()}:{service_port['nodePort']}"
+        return f"{scheme}://127.0.0.1:{self._forward(port).local_port}"
+
+    def _node_address(self) -> str:
+        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
+        for pod in pods:
+            if host_ip := pod.get("status", {}).get("hostIP"):
+                return str(host_ip)
+        raise MinimalDaskError(f"the scheduler pod of cluster {self.name} has no node yet")
+
+    def _forward(self, port: int) -> PortForward:
+        """A managed port-forward from 127.0.0.1 to a ready scheduler pod."""
+        if port not in self._forwards:
+            pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
+            ready = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+            if not ready:
+                raise MinimalDaskError(f"no running scheduler pod in cluster {self.name} to forward to")
+            self._forwards[port] = self.kube.port_forward(self.namespace, ready[0]["metadata"]["name"], port)
+        return self._forwards[port]
+
+    @property
+    def scheduler_address(self) -> str:
+        return self._reach("tcp-comm", specs.SCHEDULER_PORT, "tls" if self.spec.use_tls else "tcp")
+
+    @property
+    def dashboard_url(self) -> str:
+        return self._reach("http-dashboard", specs.DASHBOARD_PORT, "http")
+
+    def scale(self, n_workers: int, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
+            raise ConfigError(f"n_workers must be an integer >= 0, got {n_workers!r}")
+        name = specs.component_name(self.name, "worker")
+        self.kube.patch_scale(name, self.namespace, n_workers)
+        if wait:
+            wait_rollout(self.kube, "apps/v1", "Deployment", name, self.namespace,
+                         specs.label_selector(self.name, "worker"), timeout, self.progress)
+
+    def logs(self, tail: int | None = None) -> dict[str, str]:
+        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name))
+        return {p["metadata"]["name"]: self.kube.pod_log(self.namespace, p["metadata"]["name"], tail=tail)
+                for p in pods}
+
+    def client(self, **kwargs: Any) -> Any:
+        from distributed import Client
+
+        return Client(self.scheduler_address, **kwargs)
+
+    def close(self, wait: bool = True) -> None:
+        for forward in self._forwards.values():
+            forward.close()
+        self._forwards.clear()
+        delete_dask_cluster(self.name, self.namespace, wait=wait, kube=self.kube)
+
+    def __enter__(self) -> DaskCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_namespace(kube: Kube, namespace: str) -> None:
+    try:
+        exists = kube.namespace_exists(namespace)
+    except ForbiddenError:
+        return  # a namespaced Role cannot read Namespaces; the first apply will say it
+    if not exists:
+        raise ConfigError(f"namespace {namespace!r} does not exist")
+
+
+def start_dask_cluster(
+    name: str,
+    namespace: str = "default",
+    image: str | None = None,
+    n_workers: int = 1,
+    resources: ClusterResources | Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    pip_packages: Sequence[str] = (),
+    system_packages: Sequence[str] = (),
+    scheduler_args: Sequence[str] = (),
+    worker_args: Sequence[str] = (),
+    service_type: str = "ClusterIP",
+    prepull: bool = False,
+    wait: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    tls_secret: str | None = None,
+    image_pull_secrets: Sequence[str] = (),
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] = (),
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    keep_on_failure: bool = False,
+    on_progress: Progress | None = None,
+) -> DaskCluster:
+    """Create (or update in place) a Dask cluster and return its handle.
+
+    Re-running with the same name applies only what changed (server-side apply).
+    """
+    spec = ClusterSpec(
+        name=name, namespace=namespace, image=image or specs.default_image(), n_workers=n_workers,
+        resources=resources if isinstance(resources, ClusterResources) else ClusterResources.from_mapping(resources),
+        env=env or {}, pip_packages=tuple(pip_packages), system_packages=tuple(system_packages),
+        scheduler_args=tuple(scheduler_args), worker_args=tuple(worker_args), service_type=service_type,
+        tls_secret=tls_secret, image_pull_secrets=tuple(image_pull_secrets), node_selector=node_selector or {},
+        tolerations=tuple(tolerations),
+    )
+    if service_type != "ClusterIP" and tls_secret is None:
+        warnings.warn(
+            f"cluster {name}: the scheduler is exposed outside the cluster ({service_type}) WITHOUT TLS: "
+            "anyone who reaches it can run code on your workers; pass tls_secret=...",
+            stacklevel=2,
+        )
+    progress = on_progress or _quiet
+    kube = Kube.connect(kubeconfig, context)
+    _check_namespace(kube, namespace)
+    scheduler = specs.component_name(name, "scheduler")
+    existed = kube.get("apps/v1", "Deployment", scheduler, namespace) is not None
+    cluster = DaskCluster(spec, kube, progress)
+    try:
+        if prepull:
+            prepull_images([spec.image], namespace, name=name, tolerations=tolerations,
+                           node_selector=node_selector or {}, image_pull_secrets=image_pull_secrets,
+                           timeout=timeout, kube=kube, on_progress=progress)
+        for obj in render_cluster(spec):
+            progress(f"applying {obj['kind']} {namespace}/{obj['metadata']['name']}")
+            kube.apply(obj)
+        if wait:
+            cluster.wait(timeout)
+    except BaseException:
+        if not existed and not keep_on_failure:
+            progress(f"start failed: removing what was created for cluster {name}")
+            delete_dask_cluster(name, namespace, wait=False, kube=kube)
+        raise
+    return cluster
+
+
+def delete_dask_cluster(
+    name: str,
+    namespace: str = "default",
+    wait: bool = True,
+    timeout: float = 120.0,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    kube: Kube | None = None,
+    on_progress: Progress | None = None,
+) -> int:
+    """Delete every object that carries the cluster's label; idempotent. Returns how many."""
+    specs.check_dns_label("name", name)
+    kube = kube or Kube.connect(kubeconfig, context)
+    selector = specs.label_selector(name)
+    deleted = 0
+    for api_version, kind in CLUSTER_KINDS:
+        for obj in kube.list(api_version, kind, namespace, selector):
+            kube.delete(api_version, kind, obj["metadata"]["name"], namespace)
+            deleted += 1
+    if wait:
+
+        def gone() -> tuple[bool, str]:
+            left = sum(len(kube.list(v, k, namespace, selector)) for v, k in CLUSTER_KINDS)
+            return left == 0, f"{left} objects left"
+
+        wait_until(gone, f"deletion of cluster {namespace}/{name}", timeout, on_progress or _quiet)
+    return deleted
+
+
+@dataclass(frozen=True)
+class PrepullResult:
+    ready: int
+    desired: int
+    missing_nodes: list[str]
+
+
+def prepull_images(
+    images: Sequence[str],
+    namespace: str = "default",
+    *,
+    name: str = "minimaldask",
+    tolerations: Sequence[Mapping[str, Any]] = (),
+    node_selector: Mapping[str, str] | None = None,
+    affinity: Mapping[str, Any] | None = None,
+    priority_class: str | None = None,
+    image_pull_secrets: Sequence[str] = (),
+    pause_image: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    relaxed: bool = True,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    kube: Kube | None = None,
+    on_progress: Progress | None = None,
+) -> PrepullResult:
+    """Apply the prepuller DaemonSet and wait until every schedulable node has the images.
+
+    The DaemonSet stays: nodes added later pull the images as they join. With `relaxed`,
+    nodes still not ready at the deadline (e.g. cordoned, full, or tainted without a
+    matching toleration) are reported instead of failing; image pull errors always fail.
+    """
+    spec = PrepullSpec(
+        name=name, namespace=namespace, images=tuple(images), tolerations=tuple(tolerations),
+        node_selector=node_selector or {}, affinity=affinity or {}, priority_class=priority_class,
+        image_pull_secrets=tuple(image_pull_secrets),
+        **({"pause_image": pause_image} if pause_image else {}),
+    )
+    kube = kube or Kube.connect(kubeconfig, context)
+    progress = on_progress or _quiet
+    (daemonset,) = render_prepuller(spec)
+    kube.apply(daemonset)
+    ds_name = daemonset["metadata"]["name"]
+    selector = specs.label_selector(name, "prepuller")
+    try:
+        wait_rollout(kube, "apps/v1", "DaemonSet", ds_name, namespace, selector, timeout, progress)
+    except WaitTimeout:
+        if not relaxed:
+            raise
+    obj = kube.get("apps/v1", "DaemonSet", ds_name, namespace) or {}
+    status = obj.get("status", {})
+    pods = kube.list("v1", "Pod", namespace, selector)
+    missing = sorted(
+        p.get("spec", {}).get("nodeName") or p["metadata"]["name"]
+        for p in pods
+        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in p.get("status", {}).get("conditions", []))
+    )
+    if missing:
+        progress(f"prepull: continuing without {', '.join(missing)} (not ready by the deadline)")
+    return PrepullResult(status.get("numberReady", 0), status.get("desiredNumberScheduled", 0), missing)

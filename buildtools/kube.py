@@ -1,0 +1,222 @@
+"""The only module that calls the Kubernetes API (the official client).
+
+Configuration is loaded when a Kube is made, never at import. API errors become the
+project's exceptions: 403 -> ForbiddenError naming the verb and resource, others DeployError.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+from kubernetes.stream import portforward
+
+from buildtools.errors import ConfigError, DeployError, ForbiddenError
+
+FIELD_MANAGER = "minimaldask"
+Obj = dict[str, Any]
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+
+
+def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    try:
+        if kubeconfig is None and context is None and in_cluster():
+            config.load_incluster_config()
+            return client.ApiClient()
+        return config.new_client_from_config(config_file=kubeconfig, context=context)
+    except ConfigException as e:
+        raise ConfigError(f"cannot load the Kubernetes configuration: {e}") from e
+    except FileNotFoundError as e:
+        raise ConfigError(f"kubeconfig not found: {e.filename}") from e
+
+
+def _message(error: ApiException | DynamicApiError) -> str:
+    body = getattr(error, "body", None) or getattr(error, "summary", lambda: "")()
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    import json
+
+    try:
+        return str(json.loads(body).get("message", body))
+    except (TypeError, ValueError):
+        return str(body or error)
+
+
+@contextmanager
+def api_call(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ApiException, DynamicApiError) as e:
+        status = getattr(e, "status", None)
+        message = _message(e)
+        if status == 403:
+            raise ForbiddenError(
+                f"forbidden: cannot {what}: {message} (the deploy needs the Role in docs/RBAC.md)"
+            ) from e
+        raise DeployError(f"cannot {what}: {message}") from e
+    except (OSError, ValueError) as e:  # connection refused, TLS, bad URL
+        raise DeployError(f"cannot {what}: the Kubernetes API is unreachable ({e})") from e
+
+
+def kind_label(obj: Obj) -> str:
+    return f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}".replace(" /", " ")
+
+
+@dataclass
+class Kube:
+    """A connection to one cluster."""
+
+    api: client.ApiClient
+    _dynamic: DynamicClient | None = field(default=None, init=False)
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        return cls(load_api_client(kubeconfig, context))
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        if self._dynamic is None:
+            with api_call("discover the API"):
+                self._dynamic = DynamicClient(self.api)
+        return self._dynamic
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        with api_call(f"find the {kind} API"):
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def apply(self, obj: Obj) -> Obj:
+        """Server-side apply: only the fields we own change; the object is never recreated."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        with api_call(f"apply {kind_label(obj)}"):
+            result = resource.server_side_apply(
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=obj["metadata"].get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        return result.to_dict()
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        resource = self.resource(api_version, kind)
+        try:
+            with api_call(f"get {kind} {name}"):
+                return resource.get(name=name, namespace=namespace).to_dict()
+        except DeployError as e:
+            if isinstance(e.__cause__, NotFoundError) or getattr(e.__cause__, "status", None) == 404:
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, namespace: str | None, selector: str) -> list[Obj]:
+        resource = self.resource(api_version, kind)
+        with api_call(f"list {kind} in {namespace or 'all namespaces'}"):
+            return [item.to_dict() for item in resource.get(namespace=namespace, label_selector=selector).items]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+        resource = self.resource(api_version, kind)
+        with suppress(NotFoundError), api_call(f"delete {kind} {name}"):
+            resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Foreground"})
+
+    def patch_scale(self, name: str, namespace: str, replicas: int) -> None:
+        with api_call(f"scale Deployment {namespace}/{name}"):
+            client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
+                name, namespace, {"spec": {"replicas": replicas}}
+            )
+
+    def namespace_exists(self, namespace: str) -> bool:
+        return self.get("v1", "Namespace", namespace) is not None
+
+    def pod_log(self, namespace: str, pod: str, container: str | None = None, tail: int | None = None) -> str:
+        with api_call(f"read the log of pod {namespace}/{pod}"):
+            return str(
+                client.CoreV1Api(self.api).read_namespaced_pod_log(
+                    pod, namespace, container=container, tail_lines=tail, previous=False
+                )
+            )
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> PortForward:
+        forward = PortForward(self, namespace, pod, port)
+        forward.start()
+        return forward
+
+
+@dataclass
+class PortForward:
+    """127.0.0.1:local_port -> pod:port over the API server, one websocket per connection.
+
+    Needs only the `pods/portforward` permission, no kubectl.
+    """
+
+    kube: Kube
+    namespace: str
+    pod: str
+    port: int
+    local_port: int = 0
+    _server: socket.socket | None = None
+    _closed: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        server = socket.socket()
+        server.bind(("127.0.0.1", self.local_port))
+        server.listen(16)
+        self.local_port = server.getsockname()[1]
+        self._server = server
+        threading.Thread(target=self._accept, name=f"port-forward-{self.pod}", daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(connection,), daemon=True).start()
+
+    def _pipe(self, connection: socket.socket) -> None:
+        core = client.CoreV1Api(self.kube.api)
+        try:
+            stream = portforward(
+                core.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port)
+            )
+            remote = stream.socket(self.port)
+            remote.setblocking(True)
+        except (ApiException, OSError):
+            connection.close()
+            return
+        try:
+            sockets = [connection, remote]
+            while not self._closed.is_set():
+                readable, _, _ = select.select(sockets, [], [], 0.5)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (remote if sock is connection else connection).sendall(data)
+        except OSError:
+            return
+        finally:
+            connection.close()
+            remote.close()
+            with suppress(Exception):
+                stream.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._server:
+            self._server.close()

@@ -1,0 +1,171 @@
+"""Specs to Kubernetes objects, through the Jinja2 templates in manifests/.
+
+Pure and deterministic: the same spec always gives the same objects (plain dicts, ready for
+server-side apply) and the same YAML. Nothing here talks to Kubernetes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import textwrap
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from buildtools import specs
+from buildtools.specs import ClusterSpec, PrepullSpec
+
+# In an installed wheel the templates are buildtools/manifests (pyproject force-includes them);
+# in a checkout they are the top-level manifests/.
+_PACKAGED = Path(__file__).resolve().parent / "manifests"
+MANIFESTS_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "manifests"
+
+DEFAULT_RBAC_NAME = "minimaldask-deployer"
+
+# Values the templates share with the Python side, defined once in specs.py.
+_GLOBALS = {
+    name: getattr(specs, name)
+    for name in (
+        "DASK_UID",
+        "COMM_PORT_NAME",
+        "DASHBOARD_PORT_NAME",
+        "HEALTH_PATH",
+        "TLS_MOUNT_PATH",
+        "ROOT_CAPABILITIES",
+        "PREPULL_RESOURCES",
+    )
+}
+
+
+def tojson(value: Any) -> str:
+    """A value as JSON, which is YAML, in ASCII.
+
+    Characters YAML does not allow raw (C1 controls, DEL) and any non-ASCII character are
+    escaped; those outside the BMP as \\UXXXXXXXX, which YAML reads as one character (JSON's
+    surrogate pairs would be read as two).
+    """
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return "".join(_escape(c) if not " " <= c <= "~" else c for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def nindent(text: str, width: int) -> str:
+    """A newline, then `text` indented by `width` (nothing for an empty fragment), like Helm's."""
+    text = str(text).strip("\n")
+    return "\n" + textwrap.indent(text, " " * width) if text else ""
+
+
+@functools.cache
+def environment(directory: Path = MANIFESTS_DIR) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - YAML, not HTML: every value goes through tojson
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["tojson"] = tojson
+    env.filters["nindent"] = nindent
+    env.globals.update(_GLOBALS)
+    return env
+
+
+def render_template(template: str, **context: Any) -> str:
+    """One template's text: YAML documents."""
+    return environment().get_template(template).render(**context)
+
+
+def _load(text: str) -> list[dict[str, Any]]:
+    return [obj for obj in yaml.safe_load_all(text) if obj is not None]
+
+
+def _component(spec: ClusterSpec, component: str, ports: list[tuple[str, int]]) -> dict[str, Any]:
+    resources = getattr(spec.resources, component)
+    return {
+        "component": component,
+        "name": specs.component_name(spec.name, component),
+        "labels": {**spec.labels, **specs.component_labels(spec.name, component)},
+        "selector": specs.selector_labels(spec.name, component),
+        "ports": [{"name": name, "port": port} for name, port in ports],
+        "env": list(specs.dask_env(spec, component).items()),
+        "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+    }
+
+
+def cluster_context(spec: ClusterSpec) -> dict[str, Any]:
+    """What the cluster's templates are rendered with."""
+    return {
+        "spec": spec,
+        "service_name": specs.scheduler_service_name(spec.name),
+        "scheduler": _component(
+            spec,
+            "scheduler",
+            [(specs.COMM_PORT_NAME, specs.SCHEDULER_PORT), (specs.DASHBOARD_PORT_NAME, specs.DASHBOARD_PORT)],
+        ),
+        "worker": _component(spec, "worker", [(specs.DASHBOARD_PORT_NAME, specs.WORKER_DASHBOARD_PORT)]),
+    }
+
+
+CLUSTER_TEMPLATES = ("scheduler-service.yaml.j2", "scheduler-deployment.yaml.j2", "worker-deployment.yaml.j2")
+
+
+def render_cluster(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """The scheduler's Service, the scheduler's Deployment and the workers' Deployment, in that order."""
+    context = cluster_context(spec)
+    return [obj for template in CLUSTER_TEMPLATES for obj in _load(render_template(template, **context))]
+
+
+def prepuller_context(spec: PrepullSpec) -> dict[str, Any]:
+    return {
+        "spec": spec,
+        "name": specs.component_name(spec.name, "prepuller"),
+        "labels": specs.component_labels(spec.name, "prepuller"),
+        "selector": specs.selector_labels(spec.name, "prepuller"),
+        "checksum": specs.images_checksum(spec.images),
+    }
+
+
+def render_prepuller(spec: PrepullSpec) -> list[dict[str, Any]]:
+    """The prepuller DaemonSet."""
+    return _load(render_template("prepuller-daemonset.yaml.j2", **prepuller_context(spec)))
+
+
+def rbac_context(namespace: str, name: str = DEFAULT_RBAC_NAME, tls_secret: str | None = None) -> dict[str, Any]:
+    specs.check_dns_label("namespace", namespace)
+    specs.check_dns_label("name", name)
+    if tls_secret is not None:
+        specs.check_dns_subdomain("tls_secret", tls_secret)
+    return {
+        "namespace": namespace,
+        "name": name,
+        "labels": {**specs.BASE_LABELS, "app.kubernetes.io/component": "deployer"},
+        "tls_secret": tls_secret,
+    }
+
+
+def render_rbac(namespace: str, name: str = DEFAULT_RBAC_NAME, tls_secret: str | None = None) -> list[dict[str, Any]]:
+    """The deployer's ServiceAccount, Role and RoleBinding, all named `name`, in `namespace`."""
+    return _load(render_template("rbac.yaml.j2", **rbac_context(namespace, name, tls_secret)))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block YAML with indented sequences (yamllint's default style)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def to_yaml(objects: Iterable[Mapping[str, Any]]) -> str:
+    """Objects as one multi-document YAML stream, each document starting with `---`."""
+    return yaml.dump_all(
+        [dict(obj) for obj in objects], Dumper=_Dumper, explicit_start=True, sort_keys=False, width=1 << 16
+    )

@@ -1,0 +1,135 @@
+"""Real multi-platform builds of a small fixture image, pushed to the local registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from python_on_whales import docker
+
+from buildtools.build import BuildOptions, TargetResult, build_plan
+from buildtools.config import load_images
+from buildtools.plan import make_plan
+from buildtools.registry import Registry
+from buildtools.settings import Settings
+from buildtools.sizes import RegistrySource, measure
+
+pytestmark = pytest.mark.engine
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
+PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+# Markers standing for a CA bundle, an index credential and a proxy credential.
+CA_MARKER = "MINIMALDASK-TEST-CA-7f3a9c"
+INDEX_MARKER = "index-token-5b1e22"
+PROXY_MARKER = "proxy-pass-93d0c4"
+
+
+def build(names: list[str], settings: Settings, options: BuildOptions, log: Path) -> list[TargetResult]:
+    plan = make_plan(load_images(names, FIXTURES), settings.registry, base="mirror")
+    with log.open("a") as sink:
+        return build_plan(plan, settings, options, lambda line: sink.write(line + "\n"))
+
+
+@pytest.fixture(scope="module")
+def secret_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ca = tmp_path_factory.mktemp("ca") / "bundle.pem"
+    ca.write_text(f"-----BEGIN CERTIFICATE-----\n{CA_MARKER}\n-----END CERTIFICATE-----\n")
+    return ca
+
+
+def build_with_secrets(settings: Settings, ca: Path, log: Path, use_cache: bool) -> TargetResult:
+    """Build the fixture with a CA bundle, an index credential and a proxy credential."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PIP_INDEX_URL", f"https://user:{INDEX_MARKER}@127.0.0.1:9/simple")
+    patch.setenv("HTTP_PROXY", f"http://user:{PROXY_MARKER}@127.0.0.1:9")
+    try:
+        (result,) = build(["tiny"], settings, BuildOptions(ca_bundle=ca, use_cache=use_cache), log)
+    finally:
+        patch.undo()
+    return result
+
+
+@pytest.fixture(scope="module")
+def first_build(registry: Registry, settings: Settings, secret_env: Path, build_log: Path) -> TargetResult:
+    return build_with_secrets(settings, secret_env, build_log, use_cache=False)
+
+
+def test_all_platforms_built_and_measured(first_build: TargetResult) -> None:
+    assert sorted(first_build.sizes) == sorted(PLATFORMS)
+    for size in first_build.sizes.values():
+        assert 0 < size.compressed < size.uncompressed
+        assert len(size.layers) == 3  # the mirror's root and the two RUN steps
+    assert all(verdict.ok for verdict in first_build.verdicts)
+
+
+def test_compressed_sizes_match_an_independent_reading(first_build: TargetResult) -> None:
+    """buildx imagetools (not our registry client) reads the same manifests."""
+    index = json.loads(docker.buildx.imagetools.inspect(first_build.target.refs[0]).model_dump_json(by_alias=True))
+    by_platform = {}
+    for entry in index["manifests"]:
+        platform = entry["platform"]
+        variant = f"/{platform['variant']}" if platform.get("variant") else ""
+        name = f"{platform['os']}/{platform['architecture']}{variant}"
+        manifest = docker.buildx.imagetools.inspect(f"{first_build.target.refs[0]}@{entry['digest']}")
+        by_platform[name] = manifest.config.size + sum(layer.size for layer in manifest.layers)
+    assert by_platform == {p: s.compressed for p, s in first_build.sizes.items()}
+
+
+def test_uncompressed_base_layer_matches_the_mirror_tarball(first_build: TargetResult, settings: Settings) -> None:
+    tarball = settings.cache_dir / "mirror" / "trixie-amd64.tar"
+    base_layer = first_build.sizes["linux/amd64"].layers[0]
+    # The imported root is the same tar stream, re-packed: equal within tar padding.
+    assert abs(base_layer.uncompressed - tarball.stat().st_size) / tarball.stat().st_size < 0.02
+
+
+def test_secrets_were_mounted_but_are_in_no_layer_and_no_config(first_build: TargetResult, registry: Registry) -> None:
+    source = RegistrySource.for_ref(first_build.target.refs[0])
+    seen = docker.run(first_build.target.refs[0], ["cat", "/secrets-seen"], remove=True, networks=["none"])
+    assert "ca bundle bytes: 0" not in seen and "index url chars: 0" not in seen, seen
+    assert "proxy chars: 0" not in seen, seen  # the proxy reached the RUN step ...
+    for size in first_build.sizes.values():
+        manifest = source.json(size.digest)
+        blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+        for digest in blobs:
+            data = b"".join(source.chunks(digest))
+            if data[:2] == b"\x1f\x8b":
+                data = zlib.decompress(data, wbits=zlib.MAX_WBITS | 32)
+            for marker in (CA_MARKER, INDEX_MARKER, PROXY_MARKER):  # ... and left no trace
+                assert marker.encode() not in data, f"{marker} found in {digest}"
+
+
+def test_unchanged_rebuild_is_a_cache_hit(first_build: TargetResult, settings: Settings, secret_env: Path,
+                                          build_log: Path) -> None:
+    again = build_with_secrets(settings, secret_env, build_log, use_cache=True)
+    assert again.work_steps == first_build.work_steps > 0
+    assert again.cached_steps == again.work_steps
+    assert {p: s.digest for p, s in again.sizes.items()} == {p: s.digest for p, s in first_build.sizes.items()}
+    assert all(v.previous_compressed == v.compressed for v in again.verdicts)
+
+
+def test_oci_layout_output_measures_the_same(first_build: TargetResult, settings: Settings, tmp_path: Path,
+                                             build_log: Path) -> None:
+    (result,) = build(["tiny"], settings, BuildOptions(output="oci", oci_dir=tmp_path), build_log)
+    assert {p: s.compressed for p, s in result.sizes.items()} == {
+        p: s.compressed for p, s in first_build.sizes.items()
+    }
+    assert measure(RegistrySource.for_ref(first_build.target.refs[0])).keys() == result.sizes.keys()
+
+
+def test_over_budget_fails_with_one_line_per_offender(registry: Registry) -> None:
+    env = {**os.environ, "MINIMALDASK_IMAGES_DIR": str(FIXTURES)}
+    result = subprocess.run(
+        [sys.executable, "-m", "buildtools", "build", "tiny-overbudget", "--base", "mirror", "--quiet"],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tiny-overbudget")]
+    assert len(lines) == 1
+    assert lines[0].startswith("tiny-overbudget linux/amd64: ")
+    assert ", budget 5 MB, over by " in lines[0]
+    assert "Traceback" not in result.stderr

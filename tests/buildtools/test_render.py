@@ -1,0 +1,472 @@
+"""Rendering specs to manifests: valid Kubernetes objects, consistent labels, locked-down pods, lint-clean YAML."""
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import jinja2
+import kubernetes_validate
+import pytest
+import yaml
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+from buildtools import render, specs
+from buildtools.errors import ConfigError
+from buildtools.specs import ClusterSpec, PrepullSpec
+
+# The nearest schema to the test control plane's Kubernetes (env/versions.env: v1.33.x) that
+# kubernetes-validate ships: it has 1.33 itself.
+K8S_VERSION = "1.33"
+IMAGE = "registry.example:5000/minimaldask/debian:2026.8.0"
+YAMLLINT = YamlLintConfig("extends: default\nrules:\n  document-start: disable\n  line-length: disable\n")
+TOLERATIONS = [{"key": "dedicated", "operator": "Equal", "value": "dask", "effect": "NoSchedule"}]
+AFFINITY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}
+            ]
+        }
+    }
+}
+
+
+def cluster(**overrides: Any) -> ClusterSpec:
+    return ClusterSpec(**{"name": "demo", "namespace": "dask", "image": IMAGE, **overrides})
+
+
+def prepull(**overrides: Any) -> PrepullSpec:
+    return PrepullSpec(**{"name": "demo", "namespace": "dask", "images": [IMAGE], **overrides})
+
+
+FULL = cluster(
+    n_workers=3,
+    resources={
+        "scheduler": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        "worker": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1500m", "memory": "2Gi"}},
+    },
+    env={"DASK_DISTRIBUTED__WORKER__DAEMON": "False", "GREETING": 'he said "yes": on\n# {{ not a template }}'},
+    pip_packages=["dask[array]", "pandas>=2"],
+    scheduler_args=["--idle-timeout", "1h"],
+    worker_args=["--nworkers", "1"],
+    service_type="NodePort",
+    image_pull_secrets=["regcred"],
+    node_selector={"kubernetes.io/os": "linux"},
+    tolerations=TOLERATIONS,
+    worker_grace_seconds=120,
+    labels={"team": "data", "example.org/cost-center": "42"},
+)
+ROOT_TLS = cluster(system_packages=["curl"], tls_secret="dask-tls", service_type="LoadBalancer", n_workers=0)
+CLUSTERS = {"minimal": cluster(), "full": FULL, "root-tls": ROOT_TLS}
+PREPULLERS = {
+    "minimal": prepull(),
+    "full": prepull(
+        images=[IMAGE, "registry.example:5000/minimaldask/alpine:2026.8.0", IMAGE],
+        tolerations=[{"operator": "Exists"}],
+        node_selector={"dask.org/node": "true"},
+        affinity=AFFINITY,
+        priority_class="dask-low",
+        image_pull_secrets=["regcred"],
+        pause_image="registry.example:5000/pause:3.10",
+    ),
+}
+
+
+def all_objects() -> Iterator[tuple[str, dict[str, Any]]]:
+    for label, spec in CLUSTERS.items():
+        for obj in render.render_cluster(spec):
+            yield f"cluster-{label}-{obj['kind']}-{obj['metadata']['name']}", obj
+    for label, prepull_spec in PREPULLERS.items():
+        for obj in render.render_prepuller(prepull_spec):
+            yield f"prepuller-{label}-{obj['kind']}", obj
+    for tls_secret in (None, "dask-tls"):
+        for obj in render.render_rbac("dask", tls_secret=tls_secret):
+            yield f"rbac-{tls_secret}-{obj['kind']}", obj
+
+
+OBJECTS = dict(all_objects())
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    (obj,) = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    return obj
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["template"]["spec"]
+
+
+def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(obj)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    names = [item["name"] for item in container["env"]]
+    assert len(names) == len(set(names)), f"duplicate env names break server-side apply: {names}"
+    return {item["name"]: item["value"] for item in container["env"]}
+
+
+# --- every object is valid Kubernetes ---
+
+
+@pytest.mark.parametrize("obj", OBJECTS.values(), ids=OBJECTS.keys())
+def test_objects_validate_against_kubernetes_schema(obj: dict[str, Any]) -> None:
+    assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True) == K8S_VERSION
+
+
+def test_schema_validation_is_strict() -> None:
+    deployment = copy.deepcopy(by_kind(render.render_cluster(cluster()), "Deployment", "demo-worker"))
+    pod_spec(deployment)["containers"][0]["securityContext"]["runAsRoot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_every_object_is_namespaced_and_labelled() -> None:
+    for key, obj in OBJECTS.items():
+        assert obj["metadata"]["namespace"] == "dask", key
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "dask", key
+        assert labels["app.kubernetes.io/managed-by"] == "minimaldask", key
+
+
+# --- the cluster ---
+
+
+def test_cluster_objects_in_order() -> None:
+    objects = render.render_cluster(cluster())
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("Service", "demo-scheduler"),
+        ("Deployment", "demo-scheduler"),
+        ("Deployment", "demo-worker"),
+    ]
+
+
+@pytest.mark.parametrize("spec", CLUSTERS.values(), ids=CLUSTERS.keys())
+def test_labels_and_selectors_consistent(spec: ClusterSpec) -> None:
+    objects = render.render_cluster(spec)
+    service = by_kind(objects, "Service")
+    scheduler = by_kind(objects, "Deployment", "demo-scheduler")
+    worker = by_kind(objects, "Deployment", "demo-worker")
+    for deployment, component in ((scheduler, "scheduler"), (worker, "worker")):
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels.items()
+        assert selector == specs.selector_labels("demo", component)
+        assert pod_labels == {**spec.labels, **specs.component_labels("demo", component)}
+        assert deployment["metadata"]["labels"] == pod_labels
+    scheduler_pods = scheduler["spec"]["template"]["metadata"]["labels"]
+    worker_pods = worker["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= scheduler_pods.items()
+    assert not service["spec"]["selector"].items() <= worker_pods.items()
+    assert service["metadata"]["labels"] == scheduler["metadata"]["labels"]
+
+
+def test_extra_labels_stay_out_of_selectors() -> None:
+    objects = render.render_cluster(FULL)
+    for obj in objects:
+        assert obj["metadata"]["labels"]["team"] == "data"
+        selector = obj["spec"]["selector"] if obj["kind"] == "Service" else obj["spec"]["selector"]["matchLabels"]
+        assert "team" not in selector
+
+
+def test_service_ports_and_type() -> None:
+    service = by_kind(render.render_cluster(cluster()), "Service")
+    assert service["spec"]["type"] == "ClusterIP"
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(ports) == {"tcp-comm", "http-dashboard"}
+    assert ports["tcp-comm"]["port"] == 8786
+    assert ports["http-dashboard"]["port"] == 8787
+    scheduler = by_kind(render.render_cluster(cluster()), "Deployment", "demo-scheduler")
+    container_ports = {p["name"]: p["containerPort"] for p in pod_spec(scheduler)["containers"][0]["ports"]}
+    assert container_ports == {"tcp-comm": 8786, "http-dashboard": 8787}
+    for port in ports.values():
+        assert port["targetPort"] in container_ports
+    assert by_kind(render.render_cluster(FULL), "Service")["spec"]["type"] == "NodePort"
+    assert by_kind(render.render_cluster(ROOT_TLS), "Service")["spec"]["type"] == "LoadBalancer"
+
+
+def test_scheduler_deployment() -> None:
+    deployment = by_kind(render.render_cluster(FULL), "Deployment", "demo-scheduler")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["image"] == IMAGE
+    env = env_of(container)
+    assert env["WORKER"] == "false"
+    assert env["PORT"] == "8786"
+    assert env["DASHBOARD_PORT"] == "8787"
+    assert env["ARGUMENTS"] == "--idle-timeout 1h"
+    assert env["GREETING"] == FULL.env["GREETING"]
+    assert container["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http-dashboard"}
+
+
+def test_worker_deployment() -> None:
+    deployment = by_kind(render.render_cluster(FULL), "Deployment", "demo-worker")
+    assert deployment["spec"]["replicas"] == 3
+    spec = pod_spec(deployment)
+    assert spec["terminationGracePeriodSeconds"] == 120
+    (container,) = spec["containers"]
+    env = env_of(container)
+    assert env["WORKER"] == "true"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
+    assert env["DASHBOARD_PORT"] == "8788"
+    assert env["WORKER_NTHREADS"] == "2"
+    assert env["WORKER_MEMORY_LIMIT"] == str(2 * 1024**3)
+    assert env["ARGUMENTS"] == "--nworkers 1"
+    assert env["EXTRA_PIP_PACKAGES"] == "dask[array] pandas>=2"
+    assert container["ports"] == [{"name": "http-dashboard", "containerPort": 8788, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http-dashboard"}
+    assert "livenessProbe" not in container
+    assert container["resources"]["limits"] == {"cpu": "1500m", "memory": "2Gi"}
+    assert spec["tolerations"] == TOLERATIONS
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    default = by_kind(render.render_cluster(cluster()), "Deployment", "demo-worker")
+    assert pod_spec(default)["terminationGracePeriodSeconds"] == 60
+
+
+def test_no_resources_no_scheduling_options() -> None:
+    for deployment in render.render_cluster(cluster())[1:]:
+        spec = pod_spec(deployment)
+        assert spec["containers"][0]["resources"] == {}
+        assert not {"tolerations", "nodeSelector", "imagePullSecrets", "volumes"} & set(spec)
+        assert "WORKER_NTHREADS" not in env_of(spec["containers"][0])
+
+
+@pytest.mark.parametrize("spec", CLUSTERS.values(), ids=CLUSTERS.keys())
+def test_workers_use_the_service_dns_name(spec: ClusterSpec) -> None:
+    worker = by_kind(render.render_cluster(spec), "Deployment", "demo-worker")
+    address = env_of(pod_spec(worker)["containers"][0])["DASK_SCHEDULER_ADDRESS"]
+    assert address == specs.scheduler_address(spec)
+    assert address.split("://")[1] == "demo-scheduler.dask.svc:8786"
+
+
+def test_tls() -> None:
+    objects = render.render_cluster(ROOT_TLS)
+    for deployment in objects[1:]:
+        spec = pod_spec(deployment)
+        assert spec["volumes"] == [{"name": "tls", "secret": {"secretName": "dask-tls", "defaultMode": 0o440}}]
+        (container,) = spec["containers"]
+        assert container["volumeMounts"] == [{"name": "tls", "mountPath": "/etc/dask/tls", "readOnly": True}]
+        env = env_of(container)
+        assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "true"
+        for key in ("CA_FILE", "SCHEDULER__CERT", "SCHEDULER__KEY", "WORKER__CERT", "WORKER__KEY"):
+            assert env[f"DASK_DISTRIBUTED__COMM__TLS__{key}"].startswith("/etc/dask/tls/")
+    worker = by_kind(objects, "Deployment", "demo-worker")
+    assert env_of(pod_spec(worker)["containers"][0])["DASK_SCHEDULER_ADDRESS"].startswith("tls://")
+
+
+# --- pod security ---
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [o for o in OBJECTS.values() if o["kind"] in ("Deployment", "DaemonSet")],
+    ids=[k for k, o in OBJECTS.items() if o["kind"] in ("Deployment", "DaemonSet")],
+)
+def test_pods_are_locked_down(obj: dict[str, Any]) -> None:
+    spec = pod_spec(obj)
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+    context = spec["securityContext"]
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context["fsGroup"] == 1000
+    root = obj["metadata"]["name"] != "demo-prepuller" and "EXTRA_APT_PACKAGES" in env_of(spec["containers"][0])
+    if root:
+        assert (context["runAsNonRoot"], context["runAsUser"], context["runAsGroup"]) == (False, 0, 0)
+    else:
+        assert (context["runAsNonRoot"], context["runAsUser"], context["runAsGroup"]) == (True, 1000, 1000)
+    for container in containers(obj):
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False, container["name"]
+        assert security["capabilities"]["drop"] == ["ALL"], container["name"]
+        assert set(security["capabilities"].get("add", [])) <= (set(specs.ROOT_CAPABILITIES) if root else set())
+
+
+def test_system_packages_run_as_root_explicitly() -> None:
+    for deployment in render.render_cluster(ROOT_TLS)[1:]:
+        spec = pod_spec(deployment)
+        assert spec["securityContext"]["runAsUser"] == 0
+        assert spec["securityContext"]["runAsNonRoot"] is False
+        (container,) = spec["containers"]
+        assert container["securityContext"]["capabilities"]["add"] == list(specs.ROOT_CAPABILITIES)
+        assert env_of(container)["EXTRA_APT_PACKAGES"] == "curl"
+
+
+# --- the prepuller ---
+
+
+def test_prepuller_daemonset() -> None:
+    spec = PREPULLERS["full"]
+    (daemonset,) = render.render_prepuller(spec)
+    assert daemonset["kind"] == "DaemonSet"
+    assert daemonset["metadata"]["name"] == "demo-prepuller"
+    assert daemonset["spec"]["selector"]["matchLabels"] == specs.selector_labels("demo", "prepuller")
+    assert daemonset["spec"]["template"]["metadata"]["labels"] == specs.component_labels("demo", "prepuller")
+    assert daemonset["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}
+    pod = pod_spec(daemonset)
+    init = pod["initContainers"]
+    assert [c["image"] for c in init] == sorted(set(spec.images))
+    assert len({c["name"] for c in init}) == len(init)
+    for container in init:
+        assert container["command"] == ["/bin/sh", "-c", "echo Pulling complete"]
+    (pause,) = pod["containers"]
+    assert pause["image"] == "registry.example:5000/pause:3.10"
+    assert pause["resources"] == specs.PREPULL_RESOURCES
+    assert pod["terminationGracePeriodSeconds"] == 0
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert pod["nodeSelector"] == {"dask.org/node": "true"}
+    assert pod["affinity"] == AFFINITY
+    assert pod["priorityClassName"] == "dask-low"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_prepuller_defaults() -> None:
+    (daemonset,) = render.render_prepuller(prepull())
+    pod = pod_spec(daemonset)
+    assert [c["image"] for c in pod["initContainers"]] == [IMAGE]
+    assert pod["containers"][0]["image"] == "registry.k8s.io/pause:3.10"
+    assert not {"tolerations", "nodeSelector", "affinity", "priorityClassName", "imagePullSecrets"} & set(pod)
+
+
+def checksum_of(images: list[str]) -> str:
+    (daemonset,) = render.render_prepuller(prepull(images=images))
+    return daemonset["spec"]["template"]["metadata"]["annotations"]["minimaldask/images-checksum"]
+
+
+def test_prepuller_checksum_changes_iff_image_set_changes() -> None:
+    base = checksum_of(["a:1", "b:1"])
+    assert base == specs.images_checksum(["a:1", "b:1"])
+    assert checksum_of(["b:1", "a:1"]) == base
+    assert checksum_of(["b:1", "a:1", "b:1"]) == base
+    assert render.render_prepuller(prepull(images=["b:1", "a:1"])) == render.render_prepuller(
+        prepull(images=["a:1", "b:1", "a:1"])
+    )
+    assert checksum_of(["a:1", "b:2"]) != base
+    assert checksum_of(["a:1"]) != base
+    assert checksum_of(["a:1", "b:1", "c:1"]) != base
+
+
+# --- RBAC ---
+
+DEPLOYER_RULES = [
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "daemonsets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["get", "create"]},
+]
+
+
+def test_rbac() -> None:
+    objects = render.render_rbac("dask")
+    assert [o["kind"] for o in objects] == ["ServiceAccount", "Role", "RoleBinding"]
+    assert {o["metadata"]["name"] for o in objects} == {"minimaldask-deployer"}
+    role = by_kind(objects, "Role")
+    assert role["rules"] == DEPLOYER_RULES
+    binding = by_kind(objects, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "minimaldask-deployer",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "minimaldask-deployer", "namespace": "dask"}]
+    assert all(verb != "*" and verb != "update" for rule in role["rules"] for verb in rule["verbs"])
+
+
+def test_rbac_reads_the_tls_secret_only() -> None:
+    role = by_kind(render.render_rbac("dask", name="deployer", tls_secret="dask-tls"), "Role")
+    assert role["metadata"]["name"] == "deployer"
+    assert role["rules"] == [
+        *DEPLOYER_RULES,
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["dask-tls"], "verbs": ["get"]},
+    ]
+
+
+def test_rbac_checks_its_arguments() -> None:
+    with pytest.raises(ConfigError, match="namespace must be"):
+        render.render_rbac("Dask")
+    with pytest.raises(ConfigError, match="tls_secret must be"):
+        render.render_rbac("dask", tls_secret="Bad Secret")
+
+
+# --- YAML: lint-clean, deterministic, strict ---
+
+
+def lint(text: str) -> list[str]:
+    return [f"{p.line}:{p.column} {p.rule}: {p.message}" for p in linter.run(text, YAMLLINT)]
+
+
+@pytest.mark.parametrize(
+    ("template", "context"),
+    [
+        *[(t, render.cluster_context(spec)) for spec in CLUSTERS.values() for t in render.CLUSTER_TEMPLATES],
+        *[("prepuller-daemonset.yaml.j2", render.prepuller_context(s)) for s in PREPULLERS.values()],
+        ("rbac.yaml.j2", render.rbac_context("dask")),
+        ("rbac.yaml.j2", render.rbac_context("dask", tls_secret="dask-tls")),
+    ],
+)
+def test_templates_render_lint_clean_yaml(template: str, context: dict[str, Any]) -> None:
+    text = render.render_template(template, **context)
+    assert lint(text) == []
+
+
+def test_to_yaml_is_lint_clean_and_round_trips() -> None:
+    objects = list(OBJECTS.values())
+    text = render.to_yaml(objects)
+    assert text.startswith("---\n")
+    assert lint(text) == []
+    assert list(yaml.safe_load_all(text)) == objects
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render.to_yaml(render.render_cluster(FULL)) == render.to_yaml(render.render_cluster(FULL))
+    reordered = cluster(
+        **{
+            field: (dict(reversed(value.items())) if isinstance(value, dict) else value)
+            for field, value in vars(FULL).items()
+            if field not in ("namespace", "image")
+        }
+    )
+    assert render.to_yaml(render.render_cluster(reordered)) == render.to_yaml(render.render_cluster(FULL))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"quoted"', "a: b", "- item", "yes", "on", "0o17", "1e3", "", "#x", "{{ x }}", "tab\tnl\n", "é😀", "\x85\x7f"],
+)
+def test_values_are_yaml_safe(value: str) -> None:
+    spec = cluster(env={"VALUE": value}, labels={"team": "a-b.c_d"})
+    for deployment in render.render_cluster(spec)[1:]:
+        assert env_of(pod_spec(deployment)["containers"][0])["VALUE"] == value
+
+
+def test_missing_variable_fails() -> None:
+    with pytest.raises(jinja2.UndefinedError):
+        render.render_template("scheduler-service.yaml.j2")
+    context = render.cluster_context(cluster())
+    del context["worker"]
+    with pytest.raises(jinja2.UndefinedError):
+        render.render_template("worker-deployment.yaml.j2", **context)
+    with pytest.raises(jinja2.UndefinedError):
+        render.render_template("rbac.yaml.j2", namespace="dask", name="x", labels={})
+
+
+def test_templates_are_found() -> None:
+    names = {path.name for path in render.MANIFESTS_DIR.iterdir()}
+    assert {
+        "_helpers.j2",
+        "scheduler-deployment.yaml.j2",
+        "scheduler-service.yaml.j2",
+        "worker-deployment.yaml.j2",
+        "prepuller-daemonset.yaml.j2",
+        "rbac.yaml.j2",
+    } <= names

@@ -1,0 +1,288 @@
+"""The contract every image keeps, checked from its Dockerfile and image.toml alone (no engine).
+
+The Alpine and RAPIDS images cannot be built on these machines (their package repositories
+and registries are not reachable); this suite is what guards them here. It runs hadolint and
+shellcheck: a missing linter FAILS the suite (env/lint-tools.sh installs both).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from buildtools.config import IMAGES_DIR, image_names, load_image
+from buildtools.settings import REPO_ROOT
+
+ENTRYPOINT_SCRIPT = "/usr/local/bin/entrypoint.sh"
+TINI_PATHS = ("/usr/bin/tini", "/sbin/tini")
+DASK_UID = "1000"
+CA_SECRET = {"type": "secret", "id": "ca", "target": "/run/secrets/ca"}
+INDEX_SECRET = {"type": "secret", "id": "pip_index_url", "env": "PIP_INDEX_URL"}
+STRIP_MOUNT = {"type": "bind", "source": "images/strip.sh"}
+# Variables that would put a CA bundle or an index URL (which may carry credentials) into
+# the image config or the build history, instead of a BuildKit secret.
+LEAKY_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_INDEX_URL")
+CERTIFICATE_SOURCE = re.compile(r"\.(crt|pem|cer|der|p12)$|ca-certificates|ca-bundle|(^|/)certs?(/|$)|secrets", re.I)
+LINT_TOOLS = "env/lint-tools.sh"
+SHELL_SCRIPTS = sorted(
+    str(path.relative_to(REPO_ROOT))
+    for path in [REPO_ROOT / "entrypoint.sh", REPO_ROOT / "images" / "strip.sh", *(REPO_ROOT / "env").glob("*.sh")]
+)
+IMAGES = image_names()
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case: RUN, COPY ...
+    value: str  # the rest, continuation lines joined
+    line: int
+    comments: tuple[str, ...]  # the comment lines right above it
+
+    def flags(self, name: str) -> list[str]:
+        """Values of the --NAME=VALUE flags at the start of a RUN/COPY."""
+        return re.findall(rf"--{name}=(\S+)", self.value)
+
+    def mounts(self) -> list[dict[str, str]]:
+        return [dict(part.partition("=")[::2] for part in mount.split(",")) for mount in self.flags("mount")]
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    path: Path
+    text: str
+    instructions: tuple[Instruction, ...]
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+    def stage(self) -> list[Instruction]:
+        """The instructions of the final stage, after its FROM."""
+        last_from = max(n for n, i in enumerate(self.instructions) if i.keyword == "FROM")
+        return list(self.instructions[last_from + 1 :])
+
+    def arg_defaults(self) -> dict[str, str]:
+        defaults = {}
+        for instruction in self.stage():
+            if instruction.keyword == "ARG":
+                name, sep, value = instruction.value.partition("=")
+                if sep:
+                    defaults[name.strip()] = value.strip().strip('"')
+        return defaults
+
+    def expand(self, value: str) -> str:
+        defaults = self.arg_defaults()
+        return re.sub(r"\$\{?(\w+)\}?", lambda m: defaults.get(m.group(1), m.group(0)), value)
+
+
+def parse_dockerfile(path: Path) -> Dockerfile:
+    """Split a Dockerfile into instructions the way the builder does (backslash continuations,
+    comment lines dropped inside them), keeping each instruction's comment block."""
+    text = path.read_text()
+    lines = text.splitlines()
+    instructions: list[Instruction] = []
+    comments: list[str] = []
+    index = 0
+    while index < len(lines):
+        stripped = lines[index].strip()
+        if not stripped:
+            comments = []
+            index += 1
+            continue
+        if stripped.startswith("#"):
+            comments.append(stripped)
+            index += 1
+            continue
+        start, parts = index, []
+        while True:
+            current = lines[index].rstrip()
+            index += 1
+            if not current.endswith("\\"):
+                parts.append(current)
+                break
+            parts.append(current[:-1])
+            while index < len(lines) and (not lines[index].strip() or lines[index].lstrip().startswith("#")):
+                index += 1
+            if index == len(lines):
+                break
+        keyword, _, value = " ".join(part.strip() for part in parts).partition(" ")
+        instructions.append(Instruction(keyword.upper(), value.strip(), start + 1, tuple(comments)))
+        comments = []
+    return Dockerfile(path, text, tuple(instructions))
+
+
+@cache
+def dockerfile(name: str) -> Dockerfile:
+    return parse_dockerfile(REPO_ROOT / load_image(name).dockerfile_path)
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed (or not on PATH): run {LINT_TOOLS}, which installs hadolint and shellcheck"
+        )
+    return path
+
+
+def test_every_image_directory_is_defined() -> None:
+    with_dockerfile = sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
+    assert with_dockerfile == IMAGES, "every images/<name>/ needs both a Dockerfile and an image.toml"
+    assert {"alpine", "debian", "rapids"} <= set(IMAGES)
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_hadolint_passes(name: str) -> None:
+    hadolint = require_tool("hadolint")
+    path = dockerfile(name).path
+    result = subprocess.run(
+        [hadolint, "--no-color", str(path.relative_to(REPO_ROOT))],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"hadolint {path}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_hadolint_ignores_give_a_reason(name: str) -> None:
+    for instruction in dockerfile(name).instructions:
+        directives = [c for c in instruction.comments if re.match(r"#\s*hadolint\s+ignore=", c)]
+        reasons = [c for c in instruction.comments if c not in directives and c.strip("# ")]
+        assert not directives or reasons, (
+            f"{name} line {instruction.line}: '{directives[0]}' needs a comment above it that says why"
+        )
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_no_syntax_directive(name: str) -> None:
+    # A `# syntax=` line makes BuildKit pull a frontend image: fails offline.
+    offending = [line for line in dockerfile(name).text.splitlines() if re.match(r"\s*#\s*syntax\s*=", line, re.I)]
+    assert not offending, f"{name}: remove {offending[0]!r}; the built-in frontend is enough"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_base_comes_from_build_arg(name: str) -> None:
+    parsed, config = dockerfile(name), load_image(name)
+    froms = parsed.all("FROM")
+    assert froms and froms[0].value == "${BASE_IMAGE}", f"{name}: the first FROM must be FROM ${{BASE_IMAGE}}"
+    first_from = parsed.instructions.index(froms[0])
+    global_args = [i.value for i in parsed.instructions[:first_from] if i.keyword == "ARG"]
+    base_args = [a for a in global_args if a.partition("=")[0] == "BASE_IMAGE"]
+    assert base_args, f"{name}: declare ARG BASE_IMAGE before FROM"
+    _, has_default, default = base_args[0].partition("=")
+    if has_default:
+        assert default.strip('"') == config.base.image, f"{name}: ARG BASE_IMAGE default differs from [base].image"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_entrypoint_is_the_shared_script_under_tini(name: str) -> None:
+    entrypoints = dockerfile(name).all("ENTRYPOINT")
+    assert len(entrypoints) == 1, f"{name}: exactly one ENTRYPOINT"
+    argv = json.loads(entrypoints[0].value)  # exec form only: a shell form would not forward signals
+    assert argv[0] in TINI_PATHS, f"{name}: ENTRYPOINT must start with tini, got {argv[0]}"
+    assert argv[1:] == ["-g", "--", ENTRYPOINT_SCRIPT], f"{name}: ENTRYPOINT {argv}"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_copies_the_entrypoint_script(name: str) -> None:
+    copies = [" ".join(i.value.split()) for i in dockerfile(name).all("COPY")]
+    assert f"--chmod=0755 entrypoint.sh {ENTRYPOINT_SCRIPT}" in copies, (
+        f"{name}: needs COPY --chmod=0755 entrypoint.sh {ENTRYPOINT_SCRIPT}"
+    )
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_runs_as_numeric_uid_1000(name: str) -> None:
+    parsed = dockerfile(name)
+    assert parsed.arg_defaults().get("DASK_UID") == DASK_UID, f"{name}: ARG DASK_UID={DASK_UID}"
+    users = parsed.all("USER")
+    assert users, f"{name}: no USER: the image would run as root"
+    user = parsed.expand(users[-1].value)
+    match = re.fullmatch(r"(\d+)(?::(\d+))?", user)
+    assert match, f"{name}: the last USER must be numeric (uid or uid:gid), got {users[-1].value!r} -> {user!r}"
+    assert match.group(1) == DASK_UID, f"{name}: runs as uid {match.group(1)}, the contract is {DASK_UID}"
+    assert match.group(2) in (None, DASK_UID), f"{name}: runs as gid {match.group(2)}, the contract is {DASK_UID}"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_runtime_settings(name: str) -> None:
+    parsed = dockerfile(name)
+    ports = {port for i in parsed.all("EXPOSE") for port in i.value.split()}
+    assert {"8786", "8787"} <= ports, f"{name}: EXPOSE 8786 8787"
+    env = " ".join(i.value for i in parsed.all("ENV"))
+    for setting in ("PYTHONDONTWRITEBYTECODE=1", "HOME=/home/dask", "PATH=/opt/dask/bin:"):
+        assert setting in env, f"{name}: ENV {setting}"
+    workdirs = parsed.all("WORKDIR")
+    assert workdirs and workdirs[-1].value == "/home/dask", f"{name}: WORKDIR /home/dask"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_ca_and_index_only_as_secrets(name: str) -> None:
+    parsed = dockerfile(name)
+    runs = parsed.all("RUN")
+    assert any(CA_SECRET.items() <= m.items() for r in runs for m in r.mounts()), f"{name}: no CA secret mount"
+    for run in runs:
+        if re.search(r"\bpip\b.*\binstall\b", run.value):
+            mounts = run.mounts()
+            assert any(CA_SECRET.items() <= m.items() for m in mounts), (
+                f"{name} line {run.line}: pip install without --mount=type=secret,id=ca,target=/run/secrets/ca"
+            )
+            assert any(INDEX_SECRET.items() <= m.items() for m in mounts), (
+                f"{name} line {run.line}: pip install without --mount=type=secret,id=pip_index_url,env=PIP_INDEX_URL"
+            )
+    assert not parsed.all("ADD"), f"{name}: use COPY, not ADD"
+    for copy in parsed.all("COPY"):
+        sources = [word for word in copy.value.split() if not word.startswith("--")][:-1]
+        certificates = [s for s in sources if CERTIFICATE_SOURCE.search(s)]
+        assert not certificates, f"{name} line {copy.line}: copies {certificates}; a CA bundle comes as a secret"
+    for instruction in parsed.all("ENV") + parsed.all("ARG"):
+        leaked = [v for v in LEAKY_VARIABLES if re.search(rf"\b{v}\b", instruction.value)]
+        assert not leaked, f"{name} line {instruction.line}: {instruction.keyword} {leaked[0]} lands in the image"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_strip_script_is_bind_mounted_not_copied(name: str) -> None:
+    parsed = dockerfile(name)
+    assert not any("strip.sh" in i.value for i in parsed.all("COPY")), f"{name}: images/strip.sh is never copied"
+    for run in parsed.all("RUN"):
+        if "strip.sh" in run.value:
+            assert any(STRIP_MOUNT.items() <= m.items() for m in run.mounts()), (
+                f"{name} line {run.line}: bind-mount images/strip.sh (--mount=type=bind,source=images/strip.sh,...)"
+            )
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_every_pinned_version_is_a_used_build_arg(name: str) -> None:
+    parsed, config = dockerfile(name), load_image(name)
+    stage = parsed.stage()
+    declared = {i.value.partition("=")[0].strip() for i in stage if i.keyword == "ARG"}
+    for key, arg in ((key, f"{key.upper()}_VERSION") for key in config.versions):
+        assert arg in declared, f"{name}: [versions].{key} needs ARG {arg} after FROM"
+        used = [i for i in stage if i.keyword != "ARG" and re.search(rf"\$(\{{{arg}\}}|{arg}\b)", i.value)]
+        assert used, f"{name}: ARG {arg} ([versions].{key}) is declared but never used"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_budgets_cover_every_platform(name: str) -> None:
+    config = load_image(name)
+    assert config.platforms, f"{name}: no platforms"
+    assert set(config.budgets) == set(config.platforms), f'{name}: one [budgets."PLATFORM"] per platform'
+    for platform in config.platforms:
+        assert platform in config.base.platforms, f"{name}: its base has no {platform}"
+        budget = config.budgets[platform]
+        assert budget.compressed_mb > 0 and budget.uncompressed_mb >= budget.compressed_mb, f"{name} {platform}"
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS)
+def test_shellcheck_passes(script: str) -> None:
+    shellcheck = require_tool("shellcheck")
+    result = subprocess.run([shellcheck, script], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"shellcheck {script}:\n{result.stdout}{result.stderr}"
