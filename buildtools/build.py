@@ -111,7 +111,7 @@ def is_local(registry: str) -> bool:
 
 def previous_sizes(target: Target, cache: LayerSizeCache) -> dict[str, PlatformSize]:
     try:
-        return measure(RegistrySource.for_ref(target.refs[0]), cache, target.platforms)
+        return measure(RegistrySource.for_ref(target.refs[0]), cache)
     except KeyError:
         return {}
 
@@ -148,7 +148,7 @@ def build_target(
     )
     seconds = time.monotonic() - started
     source = content_source(target, options)
-    sizes = measure(source, cache, target.platforms) if source else {}
+    sizes = measure(source, cache) if source else {}
     budgets = {platform: Budget(**budget) for platform, budget in target.budgets.items()}
     base_layers = (
         engine.layer_digests(target.build_args["BASE_IMAGE"], target.platforms)

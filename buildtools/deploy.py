@@ -21,9 +21,12 @@ from buildtools.specs import ClusterResources, ClusterSpec, PrepullSpec
 from buildtools.waits import pod_failure, rollout_state, unschedulable, wait_until
 
 Progress = Callable[[str], None]
-# Every kind a cluster creates, found again by the cluster's label when it is deleted.
-CLUSTER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "Pod"))
+# Every kind a cluster creates, found again by the cluster's label when it is deleted; their
+# pods go with them (foreground deletion), and the wait for deletion watches those too.
+CLUSTER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
+WATCHED_KINDS = (*CLUSTER_KINDS, ("v1", "Pod"))
 DEFAULT_TIMEOUT = 300.0
+CLEANUP_TIMEOUT = 60.0
 
 
 def _quiet(_: str) -> None:
@@ -57,7 +60,13 @@ def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any
 
 
 def wait_rollout(
-    kube: Kube, api_version: str, kind: str, name: str, namespace: str, selector: str, timeout: float,
+    kube: Kube,
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str,
+    selector: str,
+    timeout: float,
     progress: Progress,
 ) -> str:
     """Wait until a Deployment or DaemonSet is rolled out, failing fast on broken pods."""
@@ -99,8 +108,14 @@ class DaskCluster:
         deadline = Deadline(timeout)
         for component in ("scheduler", "worker"):
             wait_rollout(
-                self.kube, "apps/v1", "Deployment", specs.component_name(self.name, component), self.namespace,
-                specs.label_selector(self.name, component), deadline.left(), self.progress,
+                self.kube,
+                "apps/v1",
+                "Deployment",
+                specs.component_name(self.name, component),
+                self.namespace,
+                specs.label_selector(self.name, component),
+                deadline.left(),
+                self.progress,
             )
 
     def _service(self) -> dict[str, Any]:
@@ -157,13 +172,22 @@ class DaskCluster:
         name = specs.component_name(self.name, "worker")
         self.kube.patch_scale(name, self.namespace, n_workers)
         if wait:
-            wait_rollout(self.kube, "apps/v1", "Deployment", name, self.namespace,
-                         specs.label_selector(self.name, "worker"), timeout, self.progress)
+            wait_rollout(
+                self.kube,
+                "apps/v1",
+                "Deployment",
+                name,
+                self.namespace,
+                specs.label_selector(self.name, "worker"),
+                timeout,
+                self.progress,
+            )
 
     def logs(self, tail: int | None = None) -> dict[str, str]:
         pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name))
-        return {p["metadata"]["name"]: self.kube.pod_log(self.namespace, p["metadata"]["name"], tail=tail)
-                for p in pods}
+        return {
+            p["metadata"]["name"]: self.kube.pod_log(self.namespace, p["metadata"]["name"], tail=tail) for p in pods
+        }
 
     def client(self, **kwargs: Any) -> Any:
         from distributed import Client
@@ -222,11 +246,20 @@ def start_dask_cluster(
     Re-running with the same name applies only what changed (server-side apply).
     """
     spec = ClusterSpec(
-        name=name, namespace=namespace, image=image or specs.default_image(), n_workers=n_workers,
-        resources=resources if isinstance(resources, ClusterResources) else ClusterResources.from_mapping(resources),
-        env=env or {}, pip_packages=tuple(pip_packages), system_packages=tuple(system_packages),
-        scheduler_args=tuple(scheduler_args), worker_args=tuple(worker_args), service_type=service_type,
-        tls_secret=tls_secret, image_pull_secrets=tuple(image_pull_secrets), node_selector=node_selector or {},
+        name=name,
+        namespace=namespace,
+        image=image or specs.default_image(),
+        n_workers=n_workers,
+        resources=ClusterResources.coerce(resources or {}),
+        env=env or {},
+        pip_packages=tuple(pip_packages),
+        system_packages=tuple(system_packages),
+        scheduler_args=tuple(scheduler_args),
+        worker_args=tuple(worker_args),
+        service_type=service_type,
+        tls_secret=tls_secret,
+        image_pull_secrets=tuple(image_pull_secrets),
+        node_selector=node_selector or {},
         tolerations=tuple(tolerations),
     )
     if service_type != "ClusterIP" and tls_secret is None:
@@ -243,18 +276,29 @@ def start_dask_cluster(
     cluster = DaskCluster(spec, kube, progress)
     try:
         if prepull:
-            prepull_images([spec.image], namespace, name=name, tolerations=tolerations,
-                           node_selector=node_selector or {}, image_pull_secrets=image_pull_secrets,
-                           timeout=timeout, kube=kube, on_progress=progress)
+            prepull_images(
+                [spec.image],
+                namespace,
+                name=name,
+                tolerations=tolerations,
+                node_selector=node_selector or {},
+                image_pull_secrets=image_pull_secrets,
+                timeout=timeout,
+                kube=kube,
+                on_progress=progress,
+            )
         for obj in render_cluster(spec):
             progress(f"applying {obj['kind']} {namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
             cluster.wait(timeout)
-    except BaseException:
+    except BaseException as failure:
         if not existed and not keep_on_failure:
             progress(f"start failed: removing what was created for cluster {name}")
-            delete_dask_cluster(name, namespace, wait=False, kube=kube)
+            try:
+                delete_dask_cluster(name, namespace, timeout=CLEANUP_TIMEOUT, kube=kube, on_progress=progress)
+            except MinimalDaskError as cleanup:
+                failure.add_note(f"cleanup of cluster {name} failed too: {cleanup}")
         raise
     return cluster
 
@@ -282,7 +326,7 @@ def delete_dask_cluster(
     if wait:
 
         def gone() -> tuple[bool, str]:
-            left = sum(len(kube.list(v, k, namespace, selector)) for v, k in CLUSTER_KINDS)
+            left = sum(len(kube.list(v, k, namespace, selector)) for v, k in WATCHED_KINDS)
             return left == 0, f"{left} objects left"
 
         wait_until(gone, f"deletion of cluster {namespace}/{name}", timeout, on_progress or _quiet)
@@ -321,8 +365,13 @@ def prepull_images(
     matching toleration) are reported instead of failing; image pull errors always fail.
     """
     spec = PrepullSpec(
-        name=name, namespace=namespace, images=tuple(images), tolerations=tuple(tolerations),
-        node_selector=node_selector or {}, affinity=affinity or {}, priority_class=priority_class,
+        name=name,
+        namespace=namespace,
+        images=tuple(images),
+        tolerations=tuple(tolerations),
+        node_selector=node_selector or {},
+        affinity=affinity or {},
+        priority_class=priority_class,
         image_pull_secrets=tuple(image_pull_secrets),
         **({"pause_image": pause_image} if pause_image else {}),
     )
@@ -343,7 +392,9 @@ def prepull_images(
     missing = sorted(
         p.get("spec", {}).get("nodeName") or p["metadata"]["name"]
         for p in pods
-        if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in p.get("status", {}).get("conditions", []))
+        if not any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in p.get("status", {}).get("conditions", [])
+        )
     )
     if missing:
         progress(f"prepull: continuing without {', '.join(missing)} (not ready by the deadline)")

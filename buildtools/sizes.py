@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from buildtools.errors import MinimalDaskError
 from buildtools.registry import Registry, split_ref
 
 ATTESTATION = "attestation-manifest"
@@ -22,6 +21,7 @@ ATTESTATION = "attestation-manifest"
 class ContentSource(Protocol):
     def top(self) -> tuple[str, dict[str, Any]]: ...
     def json(self, digest: str) -> dict[str, Any]: ...
+    def blob_json(self, digest: str) -> dict[str, Any]: ...
     def chunks(self, digest: str) -> Iterator[bytes]: ...
 
 
@@ -41,6 +41,9 @@ class RegistrySource:
 
     def json(self, digest: str) -> dict[str, Any]:
         return self.registry.manifest(self.repository, digest)[1]
+
+    def blob_json(self, digest: str) -> dict[str, Any]:
+        return self.registry.blob_json(self.repository, digest)
 
     def chunks(self, digest: str) -> Iterator[bytes]:
         return self.registry.blob_chunks(self.repository, digest)
@@ -66,6 +69,8 @@ class OciLayoutSource:
 
     def json(self, digest: str) -> dict[str, Any]:
         return json.loads(self._blob(digest).read_text())
+
+    blob_json = json  # in a layout, manifests and configs are all blobs
 
     def chunks(self, digest: str) -> Iterator[bytes]:
         with self._blob(digest).open("rb") as blob:
@@ -145,17 +150,20 @@ def measure_manifest(source: ContentSource, platform: str, digest: str, cache: L
     )
 
 
-def measure(
-    source: ContentSource, cache: LayerSizeCache | None = None, built: list[str] | None = None
-) -> dict[str, PlatformSize]:
-    """Sizes per platform of an image index, or of a lone manifest whose platform is the
-    one `built` names (a single-platform build)."""
+def config_platform(source: ContentSource, manifest: dict[str, Any]) -> str:
+    """The platform recorded in an image's config (for a manifest that is not in an index)."""
+    config = source.blob_json(manifest["config"]["digest"])
+    variant = f"/{config['variant']}" if config.get("variant") else ""
+    return f"{config.get('os', 'linux')}/{config['architecture']}{variant}"
+
+
+def measure(source: ContentSource, cache: LayerSizeCache | None = None) -> dict[str, PlatformSize]:
+    """Sizes per platform of an image index, or of a lone (single-platform) manifest."""
     cache = cache or LayerSizeCache(None)
     digest, top = source.top()
     if "layers" in top:
-        if not built or len(built) != 1:
-            raise MinimalDaskError("a single-platform manifest: name its platform to measure it")
-        sizes = {built[0]: measure_manifest(source, built[0], digest, cache)}
+        platform = config_platform(source, top)
+        sizes = {platform: measure_manifest(source, platform, digest, cache)}
     else:
         sizes = {}
         for descriptor in top.get("manifests", []):

@@ -99,5 +99,5 @@ def wait_until(
             return state
         if time.monotonic() >= deadline:
             specific = on_timeout(state) if on_timeout else None
-            raise specific or WaitTimeout(f"timed out after {timeout:g} s waiting for {what}; last state: {state}")
+            raise specific or WaitTimeout(f"timed out after {timeout:.3g} s waiting for {what}; last state: {state}")
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

@@ -74,9 +74,9 @@ wait_api() {
 # PIDs of processes still running a binary of this cluster (its bin/ links).
 cluster_pids() {
     for p in /proc/[0-9]*; do
-        exe=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        exe=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
         case $exe in
-            "$cluster_dir"/* | *" $cluster_dir/"*) echo "${p#/proc/}" ;;
+            "$cluster_dir"/*) echo "${p#/proc/}" ;;
         esac
     done
 }
@@ -129,7 +129,9 @@ up() {
 
 down() {
     if [ -d "$cluster_dir" ]; then
-        kwokctl delete cluster --name "$name" --kubeconfig '' >&2 || true
+        # --kubeconfig: kwokctl refuses '' here; name the cluster's own file
+        # (deleted with it) so that ~/.kube/config is left alone.
+        kwokctl delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2 || true
     fi
     # Whatever kwokctl left (e.g. after a crash): only this cluster's processes.
     pids=$(cluster_pids)

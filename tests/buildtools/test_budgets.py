@@ -7,18 +7,26 @@ from buildtools.sizes import LayerSize, PlatformSize
 
 def size(platform: str, *layers: tuple[str, int, int]) -> PlatformSize:
     parts = [LayerSize(d, c, u) for d, c, u in layers]
-    return PlatformSize(platform, "sha256:x", sum(p.compressed for p in parts), sum(p.uncompressed for p in parts), parts)
+    return PlatformSize(
+        platform, "sha256:x", sum(p.compressed for p in parts), sum(p.uncompressed for p in parts), parts
+    )
 
 
 def test_within_budget_is_ok() -> None:
-    (verdict,) = judge("debian", {"linux/amd64": size("linux/amd64", ("a", 40_000_000, 90_000_000))},
-                       {"linux/amd64": Budget(compressed_mb=45, uncompressed_mb=100)})
+    (verdict,) = judge(
+        "debian",
+        {"linux/amd64": size("linux/amd64", ("a", 40_000_000, 90_000_000))},
+        {"linux/amd64": Budget(compressed_mb=45, uncompressed_mb=100)},
+    )
     assert verdict.ok and verdict.overruns == []
 
 
 def test_overrun_line_names_image_platform_size_budget_and_excess() -> None:
-    (verdict,) = judge("alpine", {"linux/arm/v7": size("linux/arm/v7", ("a", 52_300_000, 90_000_000))},
-                       {"linux/arm/v7": Budget(compressed_mb=45, uncompressed_mb=80)})
+    (verdict,) = judge(
+        "alpine",
+        {"linux/arm/v7": size("linux/arm/v7", ("a", 52_300_000, 90_000_000))},
+        {"linux/arm/v7": Budget(compressed_mb=45, uncompressed_mb=80)},
+    )
     assert verdict.overruns == [
         "alpine linux/arm/v7: 52.3 MB compressed, budget 45 MB, over by 7.3 MB",
         "alpine linux/arm/v7: 90.0 MB uncompressed, budget 80 MB, over by 10.0 MB",

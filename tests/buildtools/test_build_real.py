@@ -103,8 +103,9 @@ def test_secrets_were_mounted_but_are_in_no_layer_and_no_config(first_build: Tar
                 assert marker.encode() not in data, f"{marker} found in {digest}"
 
 
-def test_unchanged_rebuild_is_a_cache_hit(first_build: TargetResult, settings: Settings, secret_env: Path,
-                                          build_log: Path) -> None:
+def test_unchanged_rebuild_is_a_cache_hit(
+    first_build: TargetResult, settings: Settings, secret_env: Path, build_log: Path
+) -> None:
     again = build_with_secrets(settings, secret_env, build_log, use_cache=True)
     assert again.work_steps == first_build.work_steps > 0
     assert again.cached_steps == again.work_steps
@@ -112,12 +113,11 @@ def test_unchanged_rebuild_is_a_cache_hit(first_build: TargetResult, settings: S
     assert all(v.previous_compressed == v.compressed for v in again.verdicts)
 
 
-def test_oci_layout_output_measures_the_same(first_build: TargetResult, settings: Settings, tmp_path: Path,
-                                             build_log: Path) -> None:
+def test_oci_layout_output_measures_the_same(
+    first_build: TargetResult, settings: Settings, tmp_path: Path, build_log: Path
+) -> None:
     (result,) = build(["tiny"], settings, BuildOptions(output="oci", oci_dir=tmp_path), build_log)
-    assert {p: s.compressed for p, s in result.sizes.items()} == {
-        p: s.compressed for p, s in first_build.sizes.items()
-    }
+    assert {p: s.compressed for p, s in result.sizes.items()} == {p: s.compressed for p, s in first_build.sizes.items()}
     assert measure(RegistrySource.for_ref(first_build.target.refs[0])).keys() == result.sizes.keys()
 
 
@@ -125,7 +125,10 @@ def test_over_budget_fails_with_one_line_per_offender(registry: Registry) -> Non
     env = {**os.environ, "MINIMALDASK_IMAGES_DIR": str(FIXTURES)}
     result = subprocess.run(
         [sys.executable, "-m", "buildtools", "build", "tiny-overbudget", "--base", "mirror", "--quiet"],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert result.returncode == 3, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("tiny-overbudget")]

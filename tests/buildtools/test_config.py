@@ -50,12 +50,21 @@ def test_valid_definition_resolves_tags_and_build_args(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (('platforms = ["linux/amd64", "linux/arm64"]', 'platforms = ["linux/s390x"]'), "unknown platform"),
-        (('[budgets."linux/arm64"]\ncompressed_mb = 10', '[budgets."linux/arm64"]\ncompressed_mb = -1'), "greater than 0"),
+        (
+            ('[budgets."linux/arm64"]\ncompressed_mb = 10', '[budgets."linux/arm64"]\ncompressed_mb = -1'),
+            "greater than 0",
+        ),
         (('tags = ["{dask}"]', 'tags = ["{python}"]'), "not in [versions]"),
         (('description = "fixture"', 'description = "fixture"\nsurprise = 1'), "Extra inputs"),
-        (('[budgets."linux/arm64"]\ncompressed_mb = 10\nuncompressed_mb = 20', ""), "no budget for platform linux/arm64"),
         (
-            ('image = "debian:trixie-slim"\nplatforms = ["linux/amd64", "linux/arm64"]', 'image = "x"\nplatforms = ["linux/amd64"]'),
+            ('[budgets."linux/arm64"]\ncompressed_mb = 10\nuncompressed_mb = 20', ""),
+            "no budget for platform linux/arm64",
+        ),
+        (
+            (
+                'image = "debian:trixie-slim"\nplatforms = ["linux/amd64", "linux/arm64"]',
+                'image = "x"\nplatforms = ["linux/amd64"]',
+            ),
             "not provided by the base image x",
         ),
         (("[versions]", "[versions"), "image.toml"),

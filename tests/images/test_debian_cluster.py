@@ -30,8 +30,7 @@ class LocalCluster:
 
 
 def start(image: str, platform: str, env: dict[str, str]) -> Container:
-    return docker.run(image, platform=platform, envs={"HOST": "127.0.0.1", **env}, detach=True,
-                      networks=["host"])
+    return docker.run(image, platform=platform, envs={"HOST": "127.0.0.1", **env}, detach=True, networks=["host"])
 
 
 def wait_for_workers(address: str, count: int, timeout: float) -> None:
@@ -59,8 +58,10 @@ def cluster(request: pytest.FixtureRequest, debian_image: str) -> Iterator[Local
     port, dashboard = free_port(), free_port()
     scheduler = start(debian_image, platform, {"PORT": str(port), "DASHBOARD_PORT": str(dashboard)})
     address = f"tcp://127.0.0.1:{port}"
-    workers = [start(debian_image, platform, {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": address,
-                                               "WORKER_NTHREADS": "1"}) for _ in range(2)]
+    workers = [
+        start(debian_image, platform, {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": address, "WORKER_NTHREADS": "1"})
+        for _ in range(2)
+    ]
     try:
         wait_for_workers(address, 2, timeout=180)
         yield LocalCluster(scheduler, workers, address, f"http://127.0.0.1:{dashboard}")
@@ -89,8 +90,11 @@ def test_dashboard_health_and_status_page(cluster: LocalCluster) -> None:
 
 
 def test_docker_stop_closes_the_worker_gracefully(cluster: LocalCluster, debian_image: str) -> None:
-    worker = start(debian_image, "linux/amd64", {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": cluster.address,
-                                                 "WORKER_NTHREADS": "1"})
+    worker = start(
+        debian_image,
+        "linux/amd64",
+        {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": cluster.address, "WORKER_NTHREADS": "1"},
+    )
     try:
         wait_for_workers(cluster.address, 3, timeout=120)
         # SIGTERM via tini; a worker that ignored it would be killed after 30 s with exit code 137.

@@ -17,11 +17,25 @@ CONFIG = load_image("debian")
 PLATFORMS = list(CONFIG.platforms)
 
 
-def run_once(image: str, platform: str, env: dict[str, str] | None = None, command: list[str] | None = None,
-             user: str | None = None, volumes: list[tuple[str, str, str]] | None = None) -> tuple[int, str]:
+def run_once(
+    image: str,
+    platform: str,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    user: str | None = None,
+    volumes: list[tuple[str, str, str]] | None = None,
+) -> tuple[int, str]:
     """Run a container to completion (no network); return its exit code and output."""
-    container = docker.run(image, command or [], platform=platform, envs=env or {}, detach=True,
-                           networks=["none"], user=user, volumes=volumes or [])
+    container = docker.run(
+        image,
+        command or [],
+        platform=platform,
+        envs=env or {},
+        detach=True,
+        networks=["none"],
+        user=user,
+        volumes=volumes or [],
+    )
     try:
         return int(docker.wait(container)), docker.logs(container)
     finally:
@@ -65,11 +79,17 @@ def test_files_owners_and_modes(host: testinfra.host.Host) -> None:
 
 
 def test_pinned_versions_inside(host: testinfra.host.Host) -> None:
-    versions = host.check_output("python -c 'import sys, dask, distributed, bokeh; "
-                                 "print(sys.version_info[0], sys.version_info[1], dask.__version__, "
-                                 "distributed.__version__, bokeh.__version__)'").split()
-    assert versions == [*CONFIG.versions["python"].split("."), CONFIG.versions["dask"], CONFIG.versions["dask"],
-                        CONFIG.versions["bokeh"]]
+    versions = host.check_output(
+        "python -c 'import sys, dask, distributed, bokeh; "
+        "print(sys.version_info[0], sys.version_info[1], dask.__version__, "
+        "distributed.__version__, bokeh.__version__)'"
+    ).split()
+    assert versions == [
+        *CONFIG.versions["python"].split("."),
+        CONFIG.versions["dask"],
+        CONFIG.versions["dask"],
+        CONFIG.versions["bokeh"],
+    ]
 
 
 def test_no_compiler_caches_or_package_lists(host: testinfra.host.Host) -> None:
@@ -99,8 +119,7 @@ def test_other_commands_run_instead(debian_image: str, platform: str) -> None:
         ({"EXTRA_PIP_PACKAGES": "/wheels/missing-1.0-py3-none-any.whl"}, "installing /wheels/missing"),
     ],
 )
-def test_bad_configuration_exits_non_zero_with_the_reason(debian_image: str, env: dict[str, str],
-                                                          message: str) -> None:
+def test_bad_configuration_exits_non_zero_with_the_reason(debian_image: str, env: dict[str, str], message: str) -> None:
     code, output = run_once(debian_image, "linux/amd64", env=env)
     assert code != 0
     assert f"entrypoint: error: {message}" in output, output
@@ -109,7 +128,9 @@ def test_bad_configuration_exits_non_zero_with_the_reason(debian_image: str, env
 def test_runtime_pip_install_as_the_image_user(debian_image: str, tmp_path: Path, platform: str) -> None:
     wheel = write_wheel(tmp_path)
     code, output = run_once(
-        debian_image, platform, env={"EXTRA_PIP_PACKAGES": f"/wheels/{wheel.name}"},
+        debian_image,
+        platform,
+        env={"EXTRA_PIP_PACKAGES": f"/wheels/{wheel.name}"},
         command=["python", "-c", "import hello_minimaldask; print(hello_minimaldask.GREETING)"],
         volumes=[(str(tmp_path), "/wheels", "ro")],
     )
@@ -118,8 +139,9 @@ def test_runtime_pip_install_as_the_image_user(debian_image: str, tmp_path: Path
 
 def test_system_packages_install_as_root_goes_to_apt(debian_image: str) -> None:
     # As root, the request reaches apt; with no network the install fails loudly, bounded in time.
-    code, output = run_once(debian_image, "linux/amd64", env={"EXTRA_APT_PACKAGES": "curl", "INSTALL_TIMEOUT": "20"},
-                            user="0")
+    code, output = run_once(
+        debian_image, "linux/amd64", env={"EXTRA_APT_PACKAGES": "curl", "INSTALL_TIMEOUT": "20"}, user="0"
+    )
     assert code != 0
     assert "entrypoint: installing package lists" in output
     assert "entrypoint: error: installing package lists" in output
@@ -151,8 +173,9 @@ def write_wheel(directory: Path) -> Path:
 
 
 def test_idle_timeout_argument_reaches_the_scheduler(debian_image: str) -> None:
-    code, output = run_once(debian_image, "linux/amd64", env={"ARGUMENTS": "--idle-timeout 2s", "PORT": "0",
-                                                             "DASHBOARD_PORT": "0"})
+    code, output = run_once(
+        debian_image, "linux/amd64", env={"ARGUMENTS": "--idle-timeout 2s", "PORT": "0", "DASHBOARD_PORT": "0"}
+    )
     assert code == 0, output
     assert "starting scheduler" in output
     assert "idle" in output.lower()

@@ -1,0 +1,274 @@
+"""start_dask_cluster / delete_dask_cluster / prepull_images against a REAL Kubernetes API
+server (etcd, kube-apiserver, controller-manager, scheduler on 127.0.0.1) with kwok fake
+nodes: Deployments and DaemonSets really roll out; containers do not run (see test_e2e for that).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from buildtools import specs
+from buildtools.deploy import delete_dask_cluster, prepull_images, start_dask_cluster
+from buildtools.errors import ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
+from buildtools.kube import Kube
+from buildtools.render import render_rbac
+from buildtools.waits import rollout_state, wait_until
+from tests.k8s_cluster import add_fake_node, api_client, delete_fake_node, start_cluster, stop_cluster
+
+pytestmark = pytest.mark.k8s
+
+IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"
+GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
+NODES = {  # name: (arch, taints)
+    "amd64-1": ("amd64", ()),
+    "amd64-2": ("amd64", ()),
+    "amd64-3": ("amd64", ()),
+    "arm64-1": ("arm64", ()),
+    "arm64-2": ("arm64", ()),
+    "gpu-1": ("amd64", (GPU_TAINT,)),
+}
+SCHEDULABLE = 5
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[str]:
+    path = start_cluster("minimaldask-test")
+    for name, (arch, taints) in NODES.items():
+        add_fake_node(path, name, arch=arch, taints=taints)
+    try:
+        yield str(path)
+    finally:
+        stop_cluster("minimaldask-test")
+
+
+@pytest.fixture
+def namespace(kubeconfig: str) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    with api_client(kubeconfig) as api:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        with api_client(kubeconfig) as api:
+            client.CoreV1Api(api).delete_namespace(name)
+
+
+def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[str]]:
+    """Everything carrying the cluster's label, across all the kinds that could hold it."""
+    selector = specs.label_selector(cluster)
+    kube = Kube.connect(kubeconfig)
+    found = {}
+    for api_version, kind in [
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSet"),
+        ("apps/v1", "DaemonSet"),
+        ("v1", "Service"),
+        ("v1", "Pod"),
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+    ]:
+        names = [o["metadata"]["name"] for o in kube.list(api_version, kind, namespace, selector)]
+        if names:
+            found[kind] = names
+    return found
+
+
+def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tuple[str, int, str]]:
+    kube = Kube.connect(kubeconfig)
+    result = {}
+    for api_version, kind in [("apps/v1", "Deployment"), ("v1", "Service")]:
+        for obj in kube.list(api_version, kind, namespace, specs.label_selector(cluster)):
+            meta = obj["metadata"]
+            result[f"{kind}/{meta['name']}"] = (meta["uid"], meta.get("generation", 0), meta["resourceVersion"])
+    return result
+
+
+def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> None:
+    seen: list[str] = []
+    cluster = start_dask_cluster(
+        "c1", namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig, on_progress=seen.append
+    )
+    assert any("waiting for Deployment" in line and "replicas ready" in line for line in seen)
+    found = objects_of(kubeconfig, namespace, "c1")
+    assert found["Deployment"] == ["c1-scheduler", "c1-worker"]
+    assert found["Service"] == ["c1-scheduler"]
+    assert len(found["Pod"]) == 3
+
+    kube = Kube.connect(kubeconfig)
+    service = kube.get("v1", "Service", "c1-scheduler", namespace)
+    assert service is not None and service["spec"]["type"] == "ClusterIP"
+    worker = kube.get("apps/v1", "Deployment", "c1-worker", namespace)
+    assert worker is not None
+    env = {e["name"]: e.get("value") for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DASK_SCHEDULER_ADDRESS"] == f"tcp://c1-scheduler.{namespace}.svc:8786"
+
+    # The same call again changes nothing: same objects, same generations, same versions.
+    before = versions_of(kubeconfig, namespace, "c1")
+    start_dask_cluster("c1", namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig)
+    assert versions_of(kubeconfig, namespace, "c1") == before
+
+    # A changed field updates in place: only the workers' spec changes, the Service stays.
+    start_dask_cluster("c1", namespace, image=IMAGE, n_workers=3, timeout=120, kubeconfig=kubeconfig)
+    after = versions_of(kubeconfig, namespace, "c1")
+    assert after["Service/c1-scheduler"] == before["Service/c1-scheduler"]
+    assert after["Deployment/c1-scheduler"][:2] == before["Deployment/c1-scheduler"][:2]
+    assert after["Deployment/c1-worker"][0] == before["Deployment/c1-worker"][0]
+    assert after["Deployment/c1-worker"][1] == before["Deployment/c1-worker"][1] + 1
+
+    cluster.scale(5, timeout=120)
+    assert len(objects_of(kubeconfig, namespace, "c1")["Pod"]) == 6
+
+    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 3
+    assert objects_of(kubeconfig, namespace, "c1") == {}
+    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig) == 0  # idempotent
+
+
+def test_context_manager_removes_the_cluster(kubeconfig: str, namespace: str) -> None:
+    with start_dask_cluster("c2", namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=kubeconfig):
+        assert objects_of(kubeconfig, namespace, "c2")
+    assert objects_of(kubeconfig, namespace, "c2") == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "Bad_Name"}, "name"),
+        ({"name": "ok", "n_workers": -1}, "n_workers"),
+        ({"name": "ok", "service_type": "Ingress"}, "service_type"),
+        ({"name": "ok", "resources": {"worker": {"limits": {"memory": "lots"}}}}, "memory"),
+    ],
+)
+def test_bad_input_fails_before_anything_is_created(
+    kubeconfig: str, namespace: str, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        start_dask_cluster(namespace=namespace, image=IMAGE, kubeconfig=kubeconfig, **kwargs)
+    kube = Kube.connect(kubeconfig)
+    assert kube.list("apps/v1", "Deployment", namespace, "") == []
+    assert kube.list("v1", "Service", namespace, "") == []
+
+
+def test_missing_namespace_and_unknown_context(kubeconfig: str) -> None:
+    with pytest.raises(ConfigError, match="namespace 'does-not-exist' does not exist"):
+        start_dask_cluster("c3", "does-not-exist", image=IMAGE, kubeconfig=kubeconfig)
+    with pytest.raises(ConfigError, match="cannot load the Kubernetes configuration"):
+        start_dask_cluster("c3", "default", image=IMAGE, kubeconfig=kubeconfig, context="no-such-context")
+
+
+def test_unschedulable_names_the_pod_and_the_schedulers_message(kubeconfig: str, namespace: str) -> None:
+    with pytest.raises(UnschedulableError) as error:
+        start_dask_cluster(
+            "c4",
+            namespace,
+            image=IMAGE,
+            n_workers=1,
+            timeout=15,
+            kubeconfig=kubeconfig,
+            node_selector={"kubernetes.io/arch": "s390x"},
+        )
+    assert error.value.pod.startswith("c4-scheduler-")
+    assert "node(s) didn't match Pod's node affinity/selector" in error.value.detail
+    # A failed start leaves nothing half-deployed.
+    assert objects_of(kubeconfig, namespace, "c4") == {}
+
+
+def test_timeout_names_what_it_waited_for(kubeconfig: str, namespace: str) -> None:
+    with pytest.raises(
+        WaitTimeout, match=rf"waiting for Deployment {namespace}/c5-scheduler; last state: 0/1 replicas"
+    ):
+        start_dask_cluster("c5", namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig)
+    assert objects_of(kubeconfig, namespace, "c5") == {}
+
+
+def test_keep_on_failure_leaves_the_objects_for_inspection(kubeconfig: str, namespace: str) -> None:
+    with pytest.raises(WaitTimeout):
+        start_dask_cluster("c6", namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig, keep_on_failure=True)
+    assert "Deployment" in objects_of(kubeconfig, namespace, "c6")
+    delete_dask_cluster("c6", namespace, kubeconfig=kubeconfig)
+
+
+def test_prepuller_reaches_every_schedulable_node_and_new_ones(kubeconfig: str, namespace: str) -> None:
+    result = prepull_images([IMAGE], namespace, name="pp", timeout=120, kubeconfig=kubeconfig)
+    assert (result.ready, result.desired) == (SCHEDULABLE, SCHEDULABLE)
+    kube = Kube.connect(kubeconfig)
+    pods = kube.list("v1", "Pod", namespace, specs.label_selector("pp", "prepuller"))
+    assert "gpu-1" not in {p["spec"]["nodeName"] for p in pods}
+
+    add_fake_node(kubeconfig, "late-1", arch="amd64")
+    try:
+        # Nothing is re-applied: the DaemonSet alone puts the prepuller on the new node.
+        def on_new_node() -> tuple[bool, str]:
+            ds = kube.get("apps/v1", "DaemonSet", "pp-prepuller", namespace) or {}
+            done, state = rollout_state(ds)
+            return done and ds["status"]["desiredNumberScheduled"] == SCHEDULABLE + 1, state
+
+        assert wait_until(on_new_node, "the prepuller on late-1", 120, lambda _: None) == "6/6 nodes ready"
+    finally:
+        delete_fake_node(kubeconfig, "late-1")
+
+
+def test_prepuller_reaches_the_gpu_node_only_with_a_toleration(kubeconfig: str, namespace: str) -> None:
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    result = prepull_images(
+        [IMAGE, "127.0.0.1:5000/other:1"],
+        namespace,
+        name="gpu",
+        tolerations=[toleration],
+        node_selector={"kubernetes.io/arch": "amd64"},
+        timeout=120,
+        kubeconfig=kubeconfig,
+    )
+    kube = Kube.connect(kubeconfig)
+    pods = kube.list("v1", "Pod", namespace, specs.label_selector("gpu", "prepuller"))
+    assert {p["spec"]["nodeName"] for p in pods} == {"amd64-1", "amd64-2", "amd64-3", "gpu-1"}
+    assert result.ready == 4
+    assert len(pods[0]["spec"]["initContainers"]) == 2
+
+
+def kubeconfig_for_service_account(kubeconfig: str, namespace: str, account: str, path: Path) -> str:
+    """A kubeconfig that authenticates as the ServiceAccount, with a short-lived token."""
+    with api_client(kubeconfig) as api:
+        token = (
+            client.CoreV1Api(api)
+            .create_namespaced_service_account_token(account, namespace, {"spec": {"expirationSeconds": 3600}})
+            .status.token
+        )
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    config["users"] = [{"name": "sa", "user": {"token": token}}]
+    context["context"]["user"] = "sa"
+    config["contexts"] = [context]
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def apply_all(kubeconfig: str, objects: list[dict[str, Any]]) -> None:
+    kube = Kube.connect(kubeconfig)
+    for obj in objects:
+        kube.apply(obj)
+
+
+def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
+    apply_all(kubeconfig, render_rbac(namespace))
+    as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
+    cluster = start_dask_cluster("rb", namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=as_account)
+    assert cluster.logs is not None
+    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 3
+
+
+def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
+    objects = render_rbac(namespace)
+    role = next(o for o in objects if o["kind"] == "Role")
+    role["rules"] = [r for r in role["rules"] if "services" not in r.get("resources", [])]
+    apply_all(kubeconfig, objects)
+    as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
+    with pytest.raises(ForbiddenError, match=r"forbidden: cannot apply Service .*services.* docs/RBAC.md"):
+        start_dask_cluster("rb2", namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
+    assert objects_of(kubeconfig, namespace, "rb2") == {}
