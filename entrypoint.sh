@@ -41,7 +41,10 @@ run_install() {  # run_install WHAT COMMAND...: bounded in time, fails loudly
     log "installing $what"
     timeout "$install_timeout" "$@" >&2 && return 0
     status=$?
-    [ "$status" -eq 124 ] && die "installing $what timed out after ${install_timeout}s (INSTALL_TIMEOUT)"
+    # coreutils timeout exits 124; busybox's (Alpine) exits 143, the status of the killed command.
+    if [ "$status" -eq 124 ] || [ "$status" -eq 143 ]; then
+        die "installing $what timed out after ${install_timeout}s (INSTALL_TIMEOUT)"
+    fi
     die "installing $what failed (exit $status); the container does not start half-configured"
 }
 

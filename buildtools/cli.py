@@ -13,6 +13,7 @@ from typing import Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from buildtools import engine, report
 from buildtools.build import BuildOptions, build_plan
@@ -183,6 +184,104 @@ def changed(
     """Print, one per line, the images a diff since REF affects."""
     for name in select_images(since, image_names(), force_all, commit_message):
         print(name)
+
+
+render_app = typer.Typer(help="Print manifests as plain YAML (for kubectl apply -f - and GitOps).")
+app.add_typer(render_app, name="render")
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
+ImageOpt = Annotated[str | None, typer.Option(help="Image (default: the Debian image of the local distributed).")]
+
+
+@render_app.command("cluster")
+def render_cluster_command(
+    name: Annotated[str, typer.Argument(help="Cluster name (DNS-1123 label).")],
+    namespace: NamespaceOpt = "default",
+    image: ImageOpt = None,
+    workers: Annotated[int, typer.Option(help="Number of workers.")] = 1,
+    service_type: Annotated[str, typer.Option(help="ClusterIP, NodePort or LoadBalancer.")] = "ClusterIP",
+) -> None:
+    """The scheduler Service and Deployment and the worker Deployment."""
+    from buildtools import render, specs
+
+    spec = specs.ClusterSpec(
+        name=name,
+        namespace=namespace,
+        image=image or specs.default_image(),
+        n_workers=workers,
+        service_type=service_type,
+    )
+    print(render.to_yaml(render.render_cluster(spec)), end="")
+
+
+@render_app.command("prepuller")
+def render_prepuller_command(
+    name: Annotated[str, typer.Argument(help="Prepuller name.")],
+    image: Annotated[list[str], typer.Option(help="Image(s) to prepull.")],
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """The image prepuller DaemonSet."""
+    from buildtools import render, specs
+
+    print(
+        render.to_yaml(render.render_prepuller(specs.PrepullSpec(name=name, namespace=namespace, images=tuple(image)))),
+        end="",
+    )
+
+
+@render_app.command("rbac")
+def render_rbac_command(
+    namespace: NamespaceOpt = "default",
+    tls_secret: Annotated[str | None, typer.Option(help="Also allow reading this TLS Secret.")] = None,
+) -> None:
+    """The ServiceAccount, Role and RoleBinding the deploy needs (docs/RBAC.md)."""
+    from buildtools import render
+
+    print(render.to_yaml(render.render_rbac(namespace, tls_secret=tls_secret)), end="")
+
+
+KubeconfigOpt = Annotated[str | None, typer.Option(help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")]
+
+
+@app.command()
+def up(
+    name: Annotated[str, typer.Argument(help="Cluster name (DNS-1123 label).")],
+    namespace: NamespaceOpt = "default",
+    image: ImageOpt = None,
+    workers: Annotated[int, typer.Option(help="Number of workers.")] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300,
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Start (or update) a Dask cluster on Kubernetes and print where it is."""
+    from buildtools.deploy import start_dask_cluster
+
+    cluster = start_dask_cluster(
+        name, namespace, image=image, n_workers=workers, timeout=timeout, kubeconfig=kubeconfig, on_progress=progress
+    )
+    table = Table(title=f"Dask cluster {namespace}/{name}")
+    table.add_column("scheduler (in cluster)")
+    table.add_column("dashboard (in cluster)")
+    table.add_column("workers")
+    from buildtools import specs
+
+    table.add_row(
+        specs.scheduler_address(cluster.spec),
+        f"http://{specs.scheduler_service_name(name)}.{namespace}.svc:{specs.DASHBOARD_PORT}",
+        str(workers),
+    )
+    out.print(table)
+
+
+@app.command()
+def down(
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    namespace: NamespaceOpt = "default",
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Delete everything a Dask cluster created (idempotent)."""
+    from buildtools.deploy import delete_dask_cluster
+
+    count = delete_dask_cluster(name, namespace, kubeconfig=kubeconfig, on_progress=progress)
+    out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)
 
 
 def main() -> None:

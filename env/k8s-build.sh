@@ -59,7 +59,7 @@ fi
 # One build at a time per cache (parallel test sessions may call this).
 mkdir -p "$cache/k8s"
 if [ -z "${MINIMALDASK_K8S_BUILD_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
-    MINIMALDASK_K8S_BUILD_LOCKED=1 exec flock "$cache/k8s/.build.lock" "$0" "$@"
+    MINIMALDASK_K8S_BUILD_LOCKED=1 exec flock -o "$cache/k8s/.build.lock" sh "$0" "$@"
 fi
 if all_cached; then # built by whoever held the lock before us
     echo "k8s binaries cached at $bin"

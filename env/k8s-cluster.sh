@@ -34,7 +34,7 @@ case $name in
     "" | *[!a-z0-9-]* | -*) echo "k8s-cluster: bad cluster name '$name' (use [a-z0-9-])" >&2; exit 2 ;;
 esac
 
-bin=$("$here/k8s-build.sh" --bin-dir)
+bin=$(sh "$here/k8s-build.sh" --bin-dir)
 workdir=${MINIMALDASK_KWOK_WORKDIR:-${TMPDIR:-/tmp}/minimaldask-kwok}
 timeout=${MINIMALDASK_K8S_TIMEOUT:-120}
 cluster_dir=$workdir/clusters/$name
@@ -53,6 +53,15 @@ log() { echo "k8s-cluster: $*" >&2; }
 
 kwokctl() { "$bin/kwokctl" "$@"; }
 
+# One up/down at a time per cluster (parallel test sessions). flock -o: the
+# cluster's daemons must not inherit the lock's file descriptor, or they would
+# hold the lock for as long as they run.
+mkdir -p "$workdir/locks"
+if [ "$cmd" != kubeconfig ] && [ -z "${MINIMALDASK_K8S_CLUSTER_LOCKED:-}" ] &&
+    command -v flock >/dev/null 2>&1; then
+    MINIMALDASK_K8S_CLUSTER_LOCKED=1 exec flock -o "$workdir/locks/$name" sh "$0" "$@"
+fi
+
 api_ready() {
     [ -f "$kubeconfig" ] &&
         "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s \
@@ -60,10 +69,9 @@ api_ready() {
 }
 
 wait_api() {
-    i=0
+    deadline=$(($(date +%s) + timeout))
     while ! api_ready; do
-        i=$((i + 1))
-        if [ "$i" -gt "$timeout" ]; then
+        if [ "$(date +%s)" -ge "$deadline" ]; then
             log "API of cluster $name not ready after ${timeout}s; logs: $cluster_dir/logs"
             return 1
         fi
@@ -100,7 +108,7 @@ EOF
 }
 
 up() {
-    "$here/k8s-build.sh" >&2
+    sh "$here/k8s-build.sh" >&2
     if [ -d "$cluster_dir" ]; then
         if api_ready; then
             log "cluster $name already running"
@@ -134,13 +142,16 @@ down() {
         kwokctl delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2 || true
     fi
     # Whatever kwokctl left (e.g. after a crash): only this cluster's processes.
+    i=0
     pids=$(cluster_pids)
-    if [ -n "$pids" ]; then
-        log "stopping leftover processes of cluster $name: $(echo "$pids" | tr '\n' ' ')"
+    while [ -n "$pids" ] && [ "$i" -lt 10 ]; do
+        [ "$i" -gt 0 ] || log "stopping leftover processes of cluster $name: $(echo "$pids" | tr "\n" " ")"
         for pid in $pids; do kill "$pid" 2>/dev/null || true; done
-        sleep 2
-        for pid in $(cluster_pids); do kill -9 "$pid" 2>/dev/null || true; done
-    fi
+        sleep 1
+        i=$((i + 1))
+        pids=$(cluster_pids)
+    done
+    for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done
     rm -rf "$cluster_dir" "$workdir/$name.kwokctl.yaml"
 }
 

@@ -188,7 +188,7 @@ def test_entrypoint_is_the_shared_script_under_tini(name: str) -> None:
     assert len(entrypoints) == 1, f"{name}: exactly one ENTRYPOINT"
     argv = json.loads(entrypoints[0].value)  # exec form only: a shell form would not forward signals
     assert argv[0] in TINI_PATHS, f"{name}: ENTRYPOINT must start with tini, got {argv[0]}"
-    assert argv[1:] == ["-g", "--", ENTRYPOINT_SCRIPT], f"{name}: ENTRYPOINT {argv}"
+    assert argv[1:] == ["--", ENTRYPOINT_SCRIPT], f"{name}: ENTRYPOINT {argv}"
 
 
 @pytest.mark.parametrize("name", IMAGES)

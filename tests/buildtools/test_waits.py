@@ -1,0 +1,75 @@
+"""Readiness predicates and failure diagnostics on pod/rollout objects shaped as the API
+returns them (a kwok node cannot pull or crash, so these states are written out here)."""
+
+import pytest
+
+from buildtools.errors import CrashLoopError, ImagePullError, WaitTimeout
+from buildtools.waits import pod_failure, rollout_state, unschedulable, wait_until
+
+
+def pod(waiting_reason: str, message: str = "", init: bool = False) -> dict:
+    status = {"name": "dask", "image": "r/dask:1", "state": {"waiting": {"reason": waiting_reason, "message": message}}}
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return {"metadata": {"name": "c-worker-abc"}, "status": {key: [status]}}
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName"])
+def test_pull_failures_name_pod_reason_and_image(reason: str) -> None:
+    failure = pod_failure(pod(reason, "manifest for r/dask:1 not found: manifest unknown"))
+    assert isinstance(failure, ImagePullError)
+    assert (
+        str(failure) == f"pod c-worker-abc: {reason}: image r/dask:1: manifest for r/dask:1 not found: manifest unknown"
+    )
+
+
+def test_pull_failure_of_a_prepuller_init_container() -> None:
+    assert isinstance(pod_failure(pod("ImagePullBackOff", init=True)), ImagePullError)
+
+
+def test_crash_loop_carries_the_last_log_lines() -> None:
+    failure = pod_failure(pod("CrashLoopBackOff", "back-off 10s"), logs=lambda p, c: f"{p}/{c}: Traceback ...")
+    assert isinstance(failure, CrashLoopError)
+    assert "last log lines:\nc-worker-abc/dask: Traceback ..." in str(failure)
+
+
+def test_a_starting_pod_is_no_failure() -> None:
+    assert pod_failure(pod("ContainerCreating")) is None
+    assert pod_failure({"metadata": {"name": "p"}, "status": {}}) is None
+
+
+def test_unschedulable_carries_the_schedulers_message() -> None:
+    message = "0/6 nodes are available: 6 node(s) didn't match Pod's node affinity/selector."
+    p = {
+        "metadata": {"name": "p"},
+        "status": {
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]
+        },
+    }
+    problem = unschedulable(p)
+    assert problem is not None and problem.detail == message
+
+
+def test_rollout_states() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 3},
+        "status": {"observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 3},
+    }
+    assert rollout_state(deployment) == (True, "3/3 replicas ready")
+    stale = {**deployment, "metadata": {"generation": 3}}
+    assert rollout_state(stale)[0] is False  # the controller has not seen the new spec yet
+    daemonset = {
+        "kind": "DaemonSet",
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "desiredNumberScheduled": 5, "numberReady": 4, "updatedNumberScheduled": 5},
+    }
+    assert rollout_state(daemonset) == (False, "4/5 nodes ready")
+
+
+def test_wait_reports_each_new_state_and_gives_up_with_the_last() -> None:
+    states = iter([(False, "0/2 ready"), (False, "0/2 ready"), (False, "1/2 ready")])
+    seen: list[str] = []
+    with pytest.raises(WaitTimeout, match=r"waiting for thing; last state: 1/2 ready"):
+        wait_until(lambda: next(states, (False, "1/2 ready")), "thing", 0.3, seen.append, interval=0.05)
+    assert seen == ["waiting for thing: 0/2 ready", "waiting for thing: 1/2 ready"]
