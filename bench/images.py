@@ -22,7 +22,7 @@ from buildtools.build import BuildOptions, build_plan  # noqa: E402
 from buildtools.config import load_images  # noqa: E402
 from buildtools.plan import make_plan  # noqa: E402
 from buildtools.settings import Settings  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import free_port, platform_env  # noqa: E402
 
 IMPORT = "import time; t = time.perf_counter(); import dask.array, distributed; print(time.perf_counter() - t)"
 
@@ -43,7 +43,7 @@ def start_to_ready(image: str, platform: str) -> float:
         platform=platform,
         detach=True,
         networks=["host"],
-        envs={"HOST": "127.0.0.1", "PORT": str(port), "DASHBOARD_PORT": str(dashboard)},
+        envs={"HOST": "127.0.0.1", "PORT": str(port), "DASHBOARD_PORT": str(dashboard), **platform_env(platform)},
     )
     try:
         while time.monotonic() - started < 300:
@@ -68,7 +68,7 @@ def import_seconds(image: str, platform: str, without_pyc: bool) -> float:
         remove=True,
         networks=["none"],
         user="0",
-        envs={"PYTHONDONTWRITEBYTECODE": "1"},
+        envs={"PYTHONDONTWRITEBYTECODE": "1", **platform_env(platform)},
     )
     return float(str(output).strip().splitlines()[-1])
 

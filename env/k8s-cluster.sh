@@ -89,6 +89,20 @@ cluster_pids() {
     done
 }
 
+# kwokctl skips a component whose pid file names a process that answers
+# signal 0, zombies included (this machine's PID 1 reaps them late): drop the
+# pid files of processes that are not alive binaries of this cluster.
+forget_dead_pids() {
+    for f in "$cluster_dir"/pids/*.pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        case $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") in
+            "$cluster_dir"/*) ;;
+            *) rm -f "$f" ;;
+        esac
+    done
+}
+
 write_config() {
     cat >"$1" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
@@ -116,6 +130,7 @@ up() {
             return 0
         fi
         log "cluster $name exists but does not answer: restarting it"
+        forget_dead_pids
         if kwokctl start cluster --name "$name" >&2 && wait_api; then
             echo "$kubeconfig"
             return 0

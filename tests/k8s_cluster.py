@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = REPO_ROOT / "env" / "k8s-cluster.sh"
-VERSIONS_FILE = REPO_ROOT / "env" / "versions.env"
 
 #: Annotation by which kwokctl's kwok controller picks the nodes it manages.
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -43,20 +42,6 @@ _HTTP_CONFLICT = 409
 #: A taint as ``"key=value:Effect"`` / ``"key:Effect"`` (kubectl syntax) or
 #: as a ``(key, value, effect)`` tuple.
 Taint = str | tuple[str, str | None, str]
-
-
-def versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
-    """The version pins of env/versions.env (``KEY=VALUE`` lines)."""
-    pins: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ValueError(f"{path}: not a KEY=VALUE line: {raw!r}")
-        pins[key.strip()] = value.strip()
-    return pins
 
 
 def _run_script(*args: str, timeout: float) -> str:

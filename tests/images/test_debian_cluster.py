@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from python_on_whales import Container, docker
 
-from tests.conftest import free_port
+from tests.conftest import free_port, platform_env
 
 pytestmark = pytest.mark.images
 
@@ -30,7 +30,13 @@ class LocalCluster:
 
 
 def start(image: str, platform: str, env: dict[str, str]) -> Container:
-    return docker.run(image, platform=platform, envs={"HOST": "127.0.0.1", **env}, detach=True, networks=["host"])
+    return docker.run(
+        image,
+        platform=platform,
+        envs={"HOST": "127.0.0.1", **platform_env(platform), **env},
+        detach=True,
+        networks=["host"],
+    )
 
 
 def wait_for_workers(address: str, count: int, timeout: float) -> None:

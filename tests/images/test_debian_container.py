@@ -10,6 +10,7 @@ import testinfra
 from python_on_whales import Container, docker
 
 from buildtools.config import load_image
+from tests.conftest import platform_env
 
 pytestmark = pytest.mark.images
 
@@ -30,7 +31,7 @@ def run_once(
         image,
         command or [],
         platform=platform,
-        envs=env or {},
+        envs={**platform_env(platform), **(env or {})},
         detach=True,
         networks=["none"],
         user=user,
@@ -49,7 +50,9 @@ def platform(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def idle_container(debian_image: str, platform: str) -> Iterator[Container]:
-    container = docker.run(debian_image, ["sleep", "600"], platform=platform, detach=True, networks=["none"])
+    container = docker.run(
+        debian_image, ["sleep", "600"], platform=platform, detach=True, networks=["none"], envs=platform_env(platform)
+    )
     yield container
     container.remove(force=True)
 

@@ -1,0 +1,188 @@
+"""What prepulling saves: worker pod start time on the REAL node (env/k8s-node.sh) with the image
+already in the node's containerd ("warm") versus a cold pull from the local registry ("cold": the
+image is removed from that containerd, with its content, before each run).
+
+Start time = pod creation until the worker container runs (Dask's entrypoint with WORKER=true),
+polled every 50 ms through the API. Images: the Debian image and a deliberately large one built
+here (FROM the Debian image plus a layer of random data, pushed to the local registry).
+Prints a table and JSON (median of --runs runs each).
+
+usage: python bench/prepull.py [--runs 3] [--large-mb 300] [--node minimaldask-e2e] [--down]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kubernetes import client
+
+from buildtools.settings import REPO_ROOT, Settings
+from tests.k8s_cluster import api_client
+
+NODE_SCRIPT = REPO_ROOT / "env" / "k8s-node.sh"
+DEBIAN = "minimaldask/debian:2026.8.0-py3.13"
+NAMESPACE = "bench-prepull"
+
+
+def sh(*command: str, timeout: float = 600) -> str:
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=timeout).stdout
+
+
+def in_registry(registry: str, ref: str) -> bool:
+    repository, tag = ref.rsplit(":", 1)
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - the local registry, plain http
+    except OSError:
+        return False
+    return True
+
+
+def large_image(registry: str, base: str, megabytes: int) -> str:
+    """FROM the Debian image plus MEGABYTES of random data (incompressible), built once."""
+    ref = f"{registry}/minimaldask-bench/large:{megabytes}mb"
+    if in_registry(registry, ref.split("/", 1)[1]):
+        return ref
+    with tempfile.TemporaryDirectory() as context:
+        with open(Path(context) / "random.bin", "wb") as out:
+            for _ in range(megabytes):
+                out.write(os.urandom(1 << 20))
+        (Path(context) / "Dockerfile").write_text(f"FROM {base}\nCOPY random.bin /opt/bench/random.bin\n")
+        sh("docker", "build", "--platform", "linux/amd64", "-q", "-t", ref, context, timeout=1800)
+    sh("docker", "push", "-q", ref, timeout=1800)
+    return ref
+
+
+class Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        started = time.monotonic()
+        self.kubeconfig = sh("sh", str(NODE_SCRIPT), "up", name, timeout=3600).strip().splitlines()[-1]
+        self.up_seconds = time.monotonic() - started
+        facts = dict(line.split("=", 1) for line in sh("sh", str(NODE_SCRIPT), "env", name).splitlines())
+        self.containerd = facts["CONTAINERD_ADDRESS"]
+
+    def ctr(self, *args: str) -> str:
+        return sh("ctr", "--address", self.containerd, "--namespace", "k8s.io", *args)
+
+    def remove_image(self, ref: str) -> None:
+        """Every name of the image (tag, repo@digest, the CRI's sha256:ID) and, synchronously, its content."""
+        rows = [line.split() for line in self.ctr("images", "list").splitlines()[1:] if line.strip()]
+        targets = {row[2] for row in rows if row[0] == ref or row[0].startswith(ref.rsplit(":", 1)[0] + "@")}
+        names = [row[0] for row in rows if row[2] in targets]
+        if names:
+            self.ctr("images", "remove", "--sync", *names)
+
+    def has_image(self, ref: str) -> bool:
+        return any(line.split()[0] == ref for line in self.ctr("images", "list").splitlines()[1:] if line.strip())
+
+
+def worker_pod(name: str, image: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "worker",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    # A worker whose scheduler never answers: it starts and keeps retrying.
+                    "env": [
+                        {"name": "WORKER", "value": "true"},
+                        {"name": "DASK_SCHEDULER_ADDRESS", "value": "tcp://127.0.0.1:9"},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def start_time(core: client.CoreV1Api, image: str, timeout: float = 900) -> float:
+    name = f"worker-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    core.create_namespaced_pod(NAMESPACE, worker_pod(name, image))
+    try:
+        while True:
+            pod = core.read_namespaced_pod(name, NAMESPACE)
+            statuses = pod.status.container_statuses or []
+            if statuses and statuses[0].state.running:
+                return time.monotonic() - started
+            if statuses and statuses[0].state.waiting and "Err" in (statuses[0].state.waiting.reason or ""):
+                raise RuntimeError(f"{name}: {statuses[0].state.waiting.reason}: {statuses[0].state.waiting.message}")
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{name} not running after {timeout} s")
+            time.sleep(0.05)
+    finally:
+        core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+        while core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={name}").items:
+            time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--large-mb", type=int, default=300)
+    parser.add_argument("--node", default="minimaldask-e2e", help="node name for env/k8s-node.sh (reused if up)")
+    parser.add_argument("--down", action="store_true", help="stop the node at the end")
+    args = parser.parse_args()
+
+    registry = Settings.load().registry
+    debian = f"{registry}/{DEBIAN}"
+    images = {"debian": debian, f"large (+{args.large_mb} MB)": large_image(registry, debian, args.large_mb)}
+    node = Node(args.node)
+    rows = []
+    try:
+        with api_client(node.kubeconfig) as api:
+            core = client.CoreV1Api(api)
+            if not core.list_namespace(field_selector=f"metadata.name={NAMESPACE}").items:
+                core.create_namespace({"metadata": {"name": NAMESPACE}})
+            for label, ref in images.items():
+                cold, warm = [], []
+                for _ in range(args.runs):
+                    node.remove_image(ref)
+                    assert not node.has_image(ref)
+                    cold.append(start_time(core, ref))
+                    warm.append(start_time(core, ref))  # the image is now on the node
+                row = {
+                    "image": label,
+                    "ref": ref,
+                    "cold_s": round(statistics.median(cold), 2),
+                    "warm_s": round(statistics.median(warm), 2),
+                    "cold_runs": [round(t, 2) for t in cold],
+                    "warm_runs": [round(t, 2) for t in warm],
+                }
+                row["ratio"] = round(row["cold_s"] / row["warm_s"], 1)
+                rows.append(row)
+    finally:
+        if args.down:
+            subprocess.run(["sh", str(NODE_SCRIPT), "down", args.node], check=False)
+    print(f"{'image':<20} | {'cold pull (s)':>13} | {'prepulled (s)':>13} | {'cold/prepulled':>14}")
+    for row in rows:
+        print(f"{row['image']:<20} | {row['cold_s']:>13} | {row['warm_s']:>13} | {row['ratio']:>14}")
+    print(json.dumps({"node": args.node, "node_up_s": round(node.up_seconds, 1), "runs": args.runs, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
