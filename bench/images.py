@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from python_on_whales import docker  # noqa: E402
+from python_on_whales import docker
 
-from buildtools.build import BuildOptions, build_plan  # noqa: E402
-from buildtools.config import load_images  # noqa: E402
-from buildtools.plan import make_plan  # noqa: E402
-from buildtools.settings import Settings  # noqa: E402
-from tests.conftest import free_port, platform_env  # noqa: E402
+from buildtools.build import BuildOptions, build_plan
+from buildtools.config import load_images
+from buildtools.plan import make_plan
+from buildtools.settings import Settings
+from tests.conftest import free_port, platform_env
 
 IMPORT = "import time; t = time.perf_counter(); import dask.array, distributed; print(time.perf_counter() - t)"
 
@@ -48,7 +48,7 @@ def start_to_ready(image: str, platform: str) -> float:
     try:
         while time.monotonic() - started < 300:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/health", timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/health", timeout=2) as response:
                     if response.read() == b"ok":
                         return time.monotonic() - started
             except OSError:
