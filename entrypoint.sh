@@ -58,7 +58,7 @@ install_system_packages() {  # install_system_packages VAR MANAGER PACKAGES
     case $manager in
     apk) run_install "$packages" apk add --no-cache $packages ;;
     apt-get)
-        run_install "package lists" apt-get update -qq
+        run_install "package lists" apt-get update -qq --error-on=any
         run_install "$packages" apt-get install -y -qq --no-install-recommends $packages
         rm -rf /var/lib/apt/lists/*
         ;;

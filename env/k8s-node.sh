@@ -577,6 +577,9 @@ up() {
         what_failed="a pod cannot resolve a Service name"
         fail_with_logs coredns kube-proxy kubelet containerd
     }
+    # kube-proxy prepends its FORWARD rules: put the bridge's isolation first again.
+    iptables -w -D FORWARD -j "$chain_fwd" 2>/dev/null || true
+    iptables -w -I FORWARD 1 -j "$chain_fwd"
     log "node $name Ready with cluster DNS in $(($(date +%s) - t0)) s"
     echo "$kubeconfig"
 }
