@@ -129,12 +129,8 @@ def dask_cluster(node: Node, kube: Kube, debian_ref: str) -> Iterator[DaskCluste
         )
     except Exception as e:
         pytest.fail(f"start_dask_cluster failed: {e}\n{node.log_tail()}", pytrace=False)
-    try:
+    with cluster:  # closes the port-forwards and deletes the cluster
         yield cluster
-    finally:
-        for forward in cluster._forwards.values():
-            forward.close()
-        delete_dask_cluster("e2e", NAMESPACE, kubeconfig=str(node.kubeconfig))
 
 
 def test_client_on_the_host_computes_through_the_port_forward(dask_cluster: DaskCluster) -> None:
