@@ -160,7 +160,11 @@ prerequisites() {
     if [ ! -x "$cni_bin/bridge" ]; then
         log "installing containernetworking-plugins (Debian)"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            containernetworking-plugins >&2 || die "apt-get install containernetworking-plugins failed"
+            containernetworking-plugins >&2 || {
+            apt-get update -qq >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                containernetworking-plugins >&2
+        } || die "apt-get install containernetworking-plugins failed"
     fi
     for tool in containerd containerd-shim-runc-v2 ctr runc iptables ip setsid curl go; do
         command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (run env/bootstrap.sh engine)"
