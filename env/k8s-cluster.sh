@@ -22,6 +22,8 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck disable=SC1091 # plain KEY=VALUE pins, nothing to follow
 . "$here/versions.env"
+# shellcheck source=env/kwokctl-config.sh
+. "$here/kwokctl-config.sh"
 
 usage() {
     echo "usage: $0 up|down|kubeconfig NAME" >&2
@@ -104,21 +106,7 @@ forget_dead_pids() {
 }
 
 write_config() {
-    cat >"$1" <<EOF
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokctlConfiguration
-options:
-  runtime: binary
-  kubeVersion: $KUBERNETES_VERSION
-  bindAddress: 127.0.0.1
-  kubeApiserverBinary: $bin/kube-apiserver
-  kubeControllerManagerBinary: $bin/kube-controller-manager
-  kubeSchedulerBinary: $bin/kube-scheduler
-  kubectlBinary: $bin/kubectl
-  kwokControllerBinary: $bin/kwok
-  etcdBinary: $bin/etcd
-  quietPull: true
-EOF
+    kwokctl_options "$bin" >"$1"
 }
 
 up() {

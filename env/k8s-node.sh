@@ -32,6 +32,8 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck disable=SC1091 # plain KEY=VALUE pins, nothing to follow
 . "$here/versions.env"
+# shellcheck source=env/kwokctl-config.sh
+. "$here/kwokctl-config.sh"
 # shellcheck disable=SC2034 # value is read by the eval below
 while IFS='=' read -r key value; do
     case $key in '' | \#*) continue ;; esac
@@ -398,20 +400,9 @@ control_plane_up() {
         "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >>"$logs/kwokctl.log" 2>&1 || true
     fi
     pki=$cluster_dir/pki
-    cat >"$workdir/$name.kwokctl.yaml" <<EOF
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokctlConfiguration
-options:
-  runtime: binary
-  kubeVersion: $KUBERNETES_VERSION
-  bindAddress: 127.0.0.1
-  kubeApiserverBinary: $bin/kube-apiserver
-  kubeControllerManagerBinary: $bin/kube-controller-manager
-  kubeSchedulerBinary: $bin/kube-scheduler
-  kubectlBinary: $bin/kubectl
-  kwokControllerBinary: $bin/kwok
-  etcdBinary: $bin/etcd
-  quietPull: true
+    {
+        kwokctl_options "$bin"
+        cat <<EOF
   disable:
   - kwok-controller
 componentsPatches:
@@ -428,6 +419,7 @@ componentsPatches:
   - key: kubelet-preferred-address-types
     value: InternalIP
 EOF
+    } >"$workdir/$name.kwokctl.yaml"
     log "starting the control plane $name (log: $logs/kwokctl.log)"
     "$bin/kwokctl" --config "$workdir/$name.kwokctl.yaml" create cluster --name "$name" --runtime binary \
         --kubeconfig '' --timeout "${timeout}s" --wait "${timeout}s" >>"$logs/kwokctl.log" 2>&1 || {
