@@ -3,7 +3,7 @@
 # image store, QEMU binfmt handlers for arm64 and arm/v7, and a local registry on 127.0.0.1.
 # Idempotent: whatever already works is reused and nothing is installed twice.
 #
-# usage: env/bootstrap.sh [all|engine|binfmt|registry|status]
+# usage: env/bootstrap.sh [all|engine|binfmt|mirror_tools|registry|status]
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -140,6 +140,13 @@ binfmt() {
     say "binfmt handlers qemu-aarch64 and qemu-arm registered"
 }
 
+mirror_tools() {
+    # mmdebstrap builds the offline base mirror; arch-test and gpg are what it uses to check
+    # foreign architectures and the archive's signatures.
+    apt_install mmdebstrap arch-test gpg uidmap
+    say "mmdebstrap $(mmdebstrap --version | cut -d' ' -f2) for the base mirror"
+}
+
 registry_answers() { curl -fsS --max-time 2 "http://$registry/v2/" >/dev/null 2>&1; }
 
 registry() {
@@ -176,7 +183,7 @@ status() {
 
 mkdir -p "$logs"
 case "${1:-all}" in
-all) engine; binfmt; registry ;;
-engine | binfmt | registry | status) "$1" ;;
-*) die "unknown step '$1' (expected: all, engine, binfmt, registry, status)" ;;
+all) engine; binfmt; mirror_tools; registry ;;
+engine | binfmt | mirror_tools | registry | status) "$1" ;;
+*) die "unknown step '$1' (expected: all, engine, binfmt, mirror_tools, registry, status)" ;;
 esac
