@@ -71,12 +71,7 @@ check_engine() {
     say "engine $(docker version --format '{{.Server.Version}}'), $(docker buildx version | cut -d' ' -f1,2), containerd image store"
 }
 
-install_engine() {
-    [ -x "$prefix/usr/sbin/dockerd" ] && return 0
-    is_debian || die "no Docker engine is running and this is not a Debian host: install Docker Engine >= 28 with buildx and start it"
-    [ "$(id -u)" = 0 ] || die "no Docker engine is running; installing one needs root (sudo make ...)"
-    say "installing Docker Engine 28 from Debian unstable .debs into $prefix (libc stays bookworm's)"
-    apt_install runc iptables ca-certificates
+add_sid_source() {  # Debian unstable, pinned low: only packages asked for by name come from it
     sources=/etc/apt/sources.list.d/minimaldask-sid.sources
     if [ ! -f "$sources" ]; then
         printf 'Types: deb\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
@@ -85,6 +80,15 @@ install_engine() {
         printf 'Package: *\nPin: release n=sid\nPin-Priority: 50\n' >/etc/apt/preferences.d/minimaldask-sid
     fi
     apt-get update -qq >"$logs/apt.log" 2>&1 || die "apt-get update failed; see $logs/apt.log"
+}
+
+install_engine() {
+    [ -x "$prefix/usr/sbin/dockerd" ] && return 0
+    is_debian || die "no Docker engine is running and this is not a Debian host: install Docker Engine >= 28 with buildx and start it"
+    [ "$(id -u)" = 0 ] || die "no Docker engine is running; installing one needs root (sudo make ...)"
+    say "installing Docker Engine 28 from Debian unstable .debs into $prefix (libc stays bookworm's)"
+    apt_install runc iptables ca-certificates
+    add_sid_source
     debs=$cache/debs
     mkdir -p "$debs" "$prefix"
     for pkg in $engine_packages; do
@@ -121,24 +125,65 @@ engine() {
 
 binfmt_enabled() { grep -q '^enabled' "/proc/sys/fs/binfmt_misc/$1" 2>/dev/null; }
 
+# Our handlers: QEMU from Debian unstable (static, no library needs). Bookworm's QEMU 7.2
+# emulates arm64 pointer authentication so slowly that Python imports took 71 s instead
+# of 7 s, and Debian trixie's binaries use it in every function.
+qemu_dir=${prefix%/*}/qemu
+qemu_arches="aarch64 arm"
+binfmt_mask=ffffffffffffff00fffffffffffffffffeffffff
+
+binfmt_magic() {  # the ELF header that identifies ARCH's executables
+    case $1 in
+    aarch64) echo 7f454c460201010000000000000000000200b700 ;;
+    arm) echo 7f454c4601010100000000000000000002002800 ;;
+    esac
+}
+
+hex_escape() { printf '%s' "$1" | sed 's/../\\x&/g'; }
+
+register_handler() {  # register_handler ARCH: (re)register minimaldask-ARCH with flags F (fix binary) P
+    entry=/proc/sys/fs/binfmt_misc/minimaldask-$1
+    if [ -e "$entry" ]; then echo -1 >"$entry"; fi
+    # Other handlers for the same binaries (e.g. Debian's qemu-user-static) step aside.
+    other=/proc/sys/fs/binfmt_misc/qemu-$1
+    if [ -e "$other" ]; then echo 0 >"$other"; fi
+    printf ':minimaldask-%s:M::%s:%s:%s:FP\n' "$1" "$(hex_escape "$(binfmt_magic "$1")")" "$(hex_escape "$binfmt_mask")" \
+        "$qemu_dir/qemu-$1" >/proc/sys/fs/binfmt_misc/register
+}
+
+install_qemu() {
+    is_debian || die "no QEMU binfmt handlers for linux/arm64 and linux/arm/v7: install qemu-user-static, or run 'docker run --privileged tonistiigi/binfmt --install arm64,arm'"
+    add_sid_source
+    debs=$cache/debs-qemu
+    mkdir -p "$debs" "$qemu_dir"
+    rm -f "$debs"/qemu-user_*.deb
+    (cd "$debs" && apt-get download -qq qemu-user/sid >>"$logs/apt.log" 2>&1) ||
+        die "could not download qemu-user from Debian unstable; see $logs/apt.log"
+    unpacked=$debs/unpacked
+    rm -rf "$unpacked"
+    for deb in "$debs"/qemu-user_*.deb; do dpkg-deb -x "$deb" "$unpacked"; done
+    for arch in $qemu_arches; do cp "$unpacked/usr/bin/qemu-$arch" "$qemu_dir/qemu-$arch"; done
+    rm -rf "$unpacked"
+}
+
 binfmt() {
-    if binfmt_enabled qemu-aarch64 && binfmt_enabled qemu-arm; then
-        say "binfmt handlers qemu-aarch64 and qemu-arm are registered"
+    if binfmt_enabled minimaldask-aarch64 && binfmt_enabled minimaldask-arm; then
+        say "binfmt handlers for linux/arm64 and linux/arm/v7 are registered ($("$qemu_dir/qemu-aarch64" --version | head -n 1))"
         return 0
     fi
-    apt_install qemu-user-static binfmt-support
     [ -f /proc/sys/fs/binfmt_misc/status ] ||
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
         die "cannot mount binfmt_misc: run on a host (or privileged container) that allows it"
-    for handler in qemu-aarch64 qemu-arm; do
-        update-binfmts --enable "$handler" >/dev/null 2>&1 || true
-        binfmt_enabled "$handler" ||
-            die "no binfmt handler $handler: install qemu-user-static and binfmt-support, or run 'docker run --privileged tonistiigi/binfmt --install arm64,arm'"
-        grep -q '^flags: .*F' "/proc/sys/fs/binfmt_misc/$handler" ||
-            die "binfmt handler $handler lacks the F flag: containers cannot use it; reinstall qemu-user-static"
+    for arch in $qemu_arches; do [ -x "$qemu_dir/qemu-$arch" ] || install_qemu; done
+    for arch in $qemu_arches; do
+        register_handler "$arch"
+        binfmt_enabled "minimaldask-$arch" ||
+            die "could not register a binfmt handler for qemu-$arch: the platform $(platform_of "$arch") cannot run; run as root on a host that allows binfmt_misc"
     done
-    say "binfmt handlers qemu-aarch64 and qemu-arm registered"
+    say "binfmt handlers for linux/arm64 and linux/arm/v7 registered ($("$qemu_dir/qemu-aarch64" --version | head -n 1))"
 }
+
+platform_of() { case $1 in aarch64) echo linux/arm64 ;; arm) echo linux/arm/v7 ;; esac; }
 
 mirror_tools() {
     # mmdebstrap builds the offline base mirror; arch-test and gpg are what it uses to check
@@ -177,7 +222,7 @@ EOF
 
 status() {
     if engine_answers; then check_engine; else say "engine: not running"; fi
-    if binfmt_enabled qemu-aarch64 && binfmt_enabled qemu-arm; then say "binfmt: registered"; else say "binfmt: missing"; fi
+    if binfmt_enabled minimaldask-aarch64 && binfmt_enabled minimaldask-arm; then say "binfmt: registered"; else say "binfmt: missing"; fi
     if registry_answers; then say "registry: http://$registry"; else say "registry: not running"; fi
 }
 

@@ -62,9 +62,10 @@ def debian_image(debian_build: TargetResult) -> str:
     return debian_build.target.refs[0]
 
 
-# QEMU 7.2 emulates arm64's pointer authentication (QARMA5) on its default "max" CPU, and
-# Debian trixie's binaries use it in every function: Python under it is about 8x slower
-# (71 s vs 9 s to import distributed here). A CPU without it; ignored on real arm64 hosts.
+# QEMU before 8 emulates arm64's pointer authentication (QARMA5) on its default "max" CPU,
+# and Debian trixie's binaries use it in every function: under Debian bookworm's QEMU 7.2,
+# importing distributed took 71 s instead of 9 s. The bootstrap registers a newer QEMU;
+# this keeps hosts with an older one usable. Ignored on real arm64 hosts.
 EMULATION_ENV = {"linux/arm64": {"QEMU_CPU": "cortex-a72"}}
 
 
