@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from buildtools.config import ImageConfig
 from buildtools.errors import ConfigError
 from buildtools.settings import REPO_ROOT
 
@@ -24,18 +25,23 @@ def changed_paths(since: str, repo: Path = REPO_ROOT) -> list[str]:
     return [line for line in result.stdout.splitlines() if line]
 
 
-def affected_images(paths: list[str], images: list[str]) -> list[str]:
-    """Pure: the images whose inputs are among the changed paths."""
+def affected_images(paths: list[str], inputs: dict[str, tuple[str, ...]]) -> list[str]:
+    """Pure: the images (keys of `inputs`: image -> its folders) whose inputs changed."""
     if any(path in SHARED_INPUTS for path in paths):
-        return list(images)
-    return [name for name in images if any(path.startswith(f"images/{name}/") for path in paths)]
+        return list(inputs)
+    return [name for name, folders in inputs.items() if any(path.startswith(folders) for path in paths)]
+
+
+def image_inputs(configs: list[ImageConfig]) -> dict[str, tuple[str, ...]]:
+    """Each image's folder, and its Dockerfile when it builds another image's."""
+    return {config.name: tuple(dict.fromkeys([f"images/{config.name}/", config.dockerfile_path])) for config in configs}
 
 
 def select_images(
-    since: str, images: list[str], force_all: bool = False, commit_message: str = "", repo: Path = REPO_ROOT
+    since: str, configs: list[ImageConfig], force_all: bool = False, commit_message: str = "", repo: Path = REPO_ROOT
 ) -> list[str]:
     """The images CI builds: all when forced, on [rebuild] in the commit message, or when
     there is no previous state (a new branch: GitHub's all-zero `before`); else the affected."""
     if force_all or REBUILD_MARKER in commit_message or not since.strip("0"):
-        return list(images)
-    return affected_images(changed_paths(since, repo), images)
+        return [config.name for config in configs]
+    return affected_images(changed_paths(since, repo), image_inputs(configs))

@@ -18,7 +18,7 @@ from rich.table import Table
 from buildtools import engine, report
 from buildtools.build import BuildOptions, build_plan
 from buildtools.changed import select_images
-from buildtools.config import image_names, load_image, load_images
+from buildtools.config import load_image, load_images
 from buildtools.errors import BudgetExceeded, ConfigError, MinimalDaskError
 from buildtools.mirror import ensure_mirror, mirror_ref
 from buildtools.plan import BASE_MODES, BaseMode, Plan, make_plan
@@ -182,7 +182,7 @@ def changed(
     commit_message: Annotated[str, typer.Option(help="[rebuild] in it selects every image.")] = "",
 ) -> None:
     """Print, one per line, the images a diff since REF affects."""
-    for name in select_images(since, image_names(), force_all, commit_message):
+    for name in select_images(since, load_images(), force_all, commit_message):
         print(name)
 
 

@@ -89,7 +89,7 @@ class ImageConfig(Strict):
     @property
     def dockerfile_path(self) -> str:
         """The Dockerfile, relative to the repository root when it is inside it."""
-        path = self.directory / self.dockerfile
+        path = (self.directory / self.dockerfile).resolve()
         return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
     def resolved_tags(self) -> list[str]:

@@ -62,6 +62,13 @@ def debian_image(debian_build: TargetResult) -> str:
     return debian_build.target.refs[0]
 
 
+@pytest.fixture(scope="session")
+def dataframe_image(registry: Registry, settings: Settings, build_log: Path) -> str:
+    """The dataframe flavour (amd64, arm64), built from the same Dockerfile."""
+    (result,) = build_images(["debian-dataframe"], settings, build_log)
+    return result.target.refs[0]
+
+
 # QEMU before 8 emulates arm64's pointer authentication (QARMA5) on its default "max" CPU,
 # and Debian trixie's binaries use it in every function: under Debian bookworm's QEMU 7.2,
 # importing distributed took 71 s instead of 9 s. The bootstrap registers a newer QEMU;

@@ -236,7 +236,7 @@ def test_readme_change_builds_nothing(sandbox: Sandbox) -> None:
 
 
 def test_image_change_builds_only_that_image(sandbox: Sandbox) -> None:
-    before, _ = sandbox.change("images/debian/Dockerfile")
+    before, _ = sandbox.change("images/debian/image.toml")
     outputs = sandbox.run_select(BEFORE=before, HEAD_MESSAGE="debian: change")
     assert selected(outputs) == ["debian"]
     assert matrix_pairs(outputs) == sandbox.expected_matrix(["debian"])
@@ -272,7 +272,7 @@ def test_dispatch_rebuild_all_builds_all(sandbox: Sandbox) -> None:
 
 
 def test_dispatch_without_rebuild_all_diffs_the_last_commit(sandbox: Sandbox) -> None:
-    sandbox.change("images/debian/Dockerfile")
+    sandbox.change("images/debian/image.toml")
     outputs = sandbox.run_select(EVENT_NAME="workflow_dispatch", REBUILD_ALL="false")
     assert selected(outputs) == ["debian"]
 
@@ -280,7 +280,7 @@ def test_dispatch_without_rebuild_all_diffs_the_last_commit(sandbox: Sandbox) ->
 def test_pull_request_builds_its_changes_and_never_pushes(sandbox: Sandbox) -> None:
     base = sandbox.head()
     sandbox.change("README.md", "docs")
-    _, head = sandbox.change("images/debian/Dockerfile", "debian")
+    _, head = sandbox.change("images/debian/image.toml", "debian")
     outputs = sandbox.run_select(EVENT_NAME="pull_request", REF="refs/pull/1/merge", PR_BASE=base, PR_HEAD=head)
     assert selected(outputs) == ["debian"]
     assert outputs["push"] == "false"

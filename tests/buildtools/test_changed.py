@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.changed import affected_images, changed_paths
+from buildtools.changed import affected_images, changed_paths, image_inputs
+from buildtools.config import load_images
 from buildtools.errors import ConfigError
 
 IMAGES = ["alpine", "debian", "rapids"]
+INPUTS = {name: (f"images/{name}/",) for name in IMAGES}
 
 
 def git(repo: Path, *args: str) -> str:
@@ -49,14 +51,23 @@ def commit_change(repo: Path, path: str) -> None:
 def test_affected_images_from_a_real_diff(repo: Path, path: str, expected: list[str]) -> None:
     base = git(repo, "rev-parse", "HEAD")
     commit_change(repo, path)
-    assert affected_images(changed_paths(base, repo), IMAGES) == expected
+    assert affected_images(changed_paths(base, repo), INPUTS) == expected
 
 
 def test_changes_accumulate_over_several_commits(repo: Path) -> None:
     base = git(repo, "rev-parse", "HEAD")
     commit_change(repo, "images/debian/Dockerfile")
     commit_change(repo, "images/rapids/image.toml")
-    assert affected_images(changed_paths(base, repo), IMAGES) == ["debian", "rapids"]
+    assert affected_images(changed_paths(base, repo), INPUTS) == ["debian", "rapids"]
+
+
+def test_a_flavour_follows_the_dockerfile_it_builds() -> None:
+    inputs = image_inputs(load_images())
+    assert inputs["debian-dataframe"] == ("images/debian-dataframe/", "images/debian/Dockerfile")
+    assert inputs["debian"] == ("images/debian/", "images/debian/Dockerfile")
+    assert affected_images(["images/debian/Dockerfile"], inputs) == ["debian", "debian-dataframe"]
+    assert affected_images(["images/debian-dataframe/image.toml"], inputs) == ["debian-dataframe"]
+    assert affected_images(["images/debian/image.toml"], inputs) == ["debian"]
 
 
 def test_unknown_ref_is_a_clear_error(repo: Path) -> None:

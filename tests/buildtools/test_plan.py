@@ -19,7 +19,7 @@ def test_plan_covers_every_image_and_platform_with_upstream_bases() -> None:
         assert target.platforms == list(config.platforms)
         assert target.build_args["BASE_IMAGE"] == config.base.image
         assert target.refs[0].startswith(f"registry.example:5000/{config.repository}:")
-        assert target.dockerfile == f"images/{config.name}/Dockerfile"
+        assert target.dockerfile == config.dockerfile_path
     assert len(plan.matrix()) == sum(len(c.platforms) for c in configs)
 
 
