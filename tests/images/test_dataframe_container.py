@@ -14,7 +14,7 @@ CONFIG = load_image("debian-dataframe")
 COMPUTE = (
     "import dask, dask.dataframe as dd, pandas as pd, pyarrow; "
     "df = dd.from_pandas(pd.DataFrame({'x': range(1000), 'k': [i % 3 for i in range(1000)]}), npartitions=4); "
-    "print(pyarrow.__version__, df.x.sum().compute(), dict(df.groupby('k').x.count().compute()))"
+    "print(pyarrow.__version__, int(df.x.sum().compute()), df.groupby('k').x.count().compute().to_dict())"
 )
 
 
