@@ -136,7 +136,7 @@ def build(
         raise ConfigError("choose one of --push, --push-by-digest, --load and --oci")
     settings, resolved = resolve_plan(images, platform, registry, base, tag)
     for skipped in resolved.skipped:
-        err.print(f"skipping {skipped.image}: {skipped.reason} (build it with --base upstream)", highlight=False)
+        progress(f"skipping {skipped.image}: {skipped.reason} (build it with --base upstream)")
     if not resolved.targets:
         raise ConfigError("nothing to build")
     progress(engine.check_engine())
