@@ -130,7 +130,8 @@ class Kube:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
         resource = self.resource(api_version, kind)
-        with suppress(NotFoundError), api_call(f"delete {kind} {name}"):
+        # Already gone (e.g. garbage-collected since the list) is what we wanted.
+        with api_call(f"delete {kind} {name}"), suppress(NotFoundError):
             resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Foreground"})
 
     def patch_scale(self, name: str, namespace: str, replicas: int) -> None:

@@ -272,3 +272,7 @@ def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, nam
     with pytest.raises(ForbiddenError, match=r"forbidden: cannot apply Service .*services.* docs/RBAC.md"):
         start_dask_cluster("rb2", namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
     assert objects_of(kubeconfig, namespace, "rb2") == {}
+
+
+def test_deleting_what_is_already_gone_is_no_error(kubeconfig: str, namespace: str) -> None:
+    Kube.connect(kubeconfig).delete("apps/v1", "Deployment", "never-was", namespace)
