@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client
 
+from buildtools.registry import Registry, split_ref
 from buildtools.settings import REPO_ROOT, Settings
 from tests.k8s_cluster import api_client
 
@@ -40,24 +40,15 @@ def sh(*command: str, timeout: float = 600) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=True, timeout=timeout).stdout
 
 
-def in_registry(registry: str, ref: str) -> bool:
-    repository, tag = ref.rsplit(":", 1)
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{repository}/manifests/{tag}",
-        method="HEAD",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"},
-    )
-    try:
-        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - the local registry, plain http
-    except OSError:
-        return False
-    return True
-
-
 def large_image(registry: str, base: str, megabytes: int) -> str:
     """FROM the Debian image plus MEGABYTES of random data (incompressible), built once."""
     ref = f"{registry}/minimaldask-bench/large:{megabytes}mb"
-    if in_registry(registry, ref.split("/", 1)[1]):
+    _, repository, tag = split_ref(ref)
+    try:
+        Registry(registry).manifest(repository, tag)
+    except KeyError:
+        pass  # not built yet
+    else:
         return ref
     with tempfile.TemporaryDirectory() as context:
         with open(Path(context) / "random.bin", "wb") as out:

@@ -7,12 +7,8 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-# Defaults from env/defaults.env, unless the caller's environment already sets them.
-# shellcheck disable=SC2034  # value is read by the eval below
-while IFS='=' read -r key value; do
-    case $key in '' | \#*) continue ;; esac
-    eval "[ -n \"\${$key:-}\" ] || $key=\$value"
-done <"$here/defaults.env"
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
 
 cache=$MINIMALDASK_CACHE
 registry=$MINIMALDASK_REGISTRY

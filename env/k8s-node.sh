@@ -34,11 +34,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.env"
 # shellcheck source=env/kwokctl-config.sh
 . "$here/kwokctl-config.sh"
-# shellcheck disable=SC2034 # value is read by the eval below
-while IFS='=' read -r key value; do
-    case $key in '' | \#*) continue ;; esac
-    eval "[ -n \"\${$key:-}\" ] || $key=\$value"
-done <"$here/defaults.env"
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
 
 usage() {
     echo "usage: $0 up|down|kubeconfig|env NAME" >&2

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ import pytest
 
 from buildtools import specs
 from buildtools.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
-from buildtools.errors import ImagePullError
+from buildtools.errors import ImagePullError, RegistryError
 from buildtools.kube import Kube
+from buildtools.registry import Registry
 from buildtools.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.node
@@ -109,14 +109,9 @@ def debian_ref() -> str:
     """The Debian image in the local registry (built by `make images`; not rebuilt here)."""
     registry = Settings.load().registry
     repository, tag = DEBIAN_TAG.split(":")
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{repository}/manifests/{tag}",
-        method="HEAD",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-    )
     try:
-        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - the local registry, plain http
-    except OSError as e:
+        Registry(registry).manifest(repository, tag)
+    except (KeyError, RegistryError) as e:
         pytest.fail(f"{registry}/{DEBIAN_TAG} is not in the local registry ({e}): run `make images`", pytrace=False)
     return f"{registry}/{DEBIAN_TAG}"
 
