@@ -7,11 +7,17 @@ PY := $(VENV)/bin/python
 # everywhere a Debian archive is reachable), or upstream (docker.io etc.).
 BASE ?= mirror
 
-.PHONY: images test env venv tools lint clean-cluster
+include env/versions.env
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: images test env venv tools lint lock uninstall
+
+# Exactly the locked versions (hashes checked), then the project itself without resolving.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	$(PIP) install --require-hashes --no-deps -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PIP) check
 	touch $@
 
 venv: $(VENV)/.installed
@@ -36,3 +42,17 @@ test: env tools
 
 lint: venv tools
 	$(PY) -m pytest tests/test_lint.py
+
+# Refresh requirements.lock from pyproject.toml's ranges (commit the result).
+lock:
+	python3 -m venv .venv-lock
+	.venv-lock/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	.venv-lock/bin/uv pip compile pyproject.toml --extra test --generate-hashes --universal \
+		--python-version 3.11 --quiet -o requirements.lock
+	rm -rf .venv-lock
+
+# Stop what the set-up started and remove what it installed (KEEP_CACHE=1 keeps the
+# Kubernetes and Go build caches): the machine as before `make images`.
+uninstall:
+	sh env/uninstall.sh
+	rm -rf $(VENV) .venv-lock

@@ -17,41 +17,10 @@ logs=$cache/logs
 # Debian unstable carries the engine we need; its .debs need only libc6 >= 2.34.
 engine_packages="docker.io docker-cli containerd docker-buildx tini-static"
 
-say() { printf 'bootstrap: %s\n' "$*"; }
-die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
-
-wait_for() {  # wait_for SECONDS WHAT COMMAND...
-    seconds=$1 what=$2
-    shift 2
-    deadline=$(($(date +%s) + seconds))
-    until "$@" >/dev/null 2>&1; do
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.5
-    done
-    say "$what is up"
-}
-
-is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
-
-apt_install() {  # install bookworm packages without letting their postinst start services
-    missing=""
-    for pkg in "$@"; do
-        dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing="$missing $pkg"
-    done
-    [ -n "$missing" ] || return 0
-    is_debian || die "cannot install$missing: not a Debian host; install them by hand"
-    say "installing$missing"
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    # shellcheck disable=SC2086  # word splitting of the package list is intended
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >"$logs/apt.log" 2>&1; then
-        apt-get update -qq >>"$logs/apt.log" 2>&1
-        # shellcheck disable=SC2086
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >>"$logs/apt.log" 2>&1 ||
-            { rm -f /usr/sbin/policy-rc.d; die "apt-get install$missing failed; see $logs/apt.log"; }
-    fi
-    rm -f /usr/sbin/policy-rc.d
-}
+tag=bootstrap
+apt_log=$logs/apt.log
+# shellcheck source=env/lib.sh
+. "$here/lib.sh"
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
@@ -109,6 +78,7 @@ start_engine() {
     nohup dockerd --config-file "$prefix/etc/daemon.json" >"$logs/dockerd.log" 2>&1 &
     wait_for 60 "dockerd" docker info ||
         die "dockerd did not answer within 60 s; last log lines: $(tail -n 3 "$logs/dockerd.log" | tr '\n' ' ')"
+    say "dockerd is up"
 }
 
 engine() {
@@ -119,14 +89,24 @@ engine() {
     check_engine
 }
 
-binfmt_enabled() { grep -q '^enabled' "/proc/sys/fs/binfmt_misc/$1" 2>/dev/null; }
-
 # Our handlers: QEMU from Debian unstable (static, no library needs). Bookworm's QEMU 7.2
 # emulates arm64 pointer authentication so slowly that Python imports took 71 s instead
 # of 7 s, and Debian trixie's binaries use it in every function.
 qemu_dir=${prefix%/*}/qemu
 qemu_arches="aarch64 arm"
 binfmt_mask=ffffffffffffff00fffffffffffffffffeffffff
+
+# Registered as qemu-ARCH, the name Debian's qemu-user-static and Docker's binfmt installer
+# use: mmdebstrap looks for exactly that entry and its F flag, and without it demands a
+# /usr/bin/qemu-ARCH-static to copy into the chroot.
+binfmt_entry() { echo "/proc/sys/fs/binfmt_misc/qemu-$1"; }
+
+binfmt_ours() {  # enabled, with our interpreter and the F (fix binary) flag
+    entry=$(binfmt_entry "$1")
+    grep -q '^enabled' "$entry" 2>/dev/null &&
+        grep -qx "interpreter $qemu_dir/qemu-$1" "$entry" &&
+        grep -q '^flags: [A-Z]*F' "$entry"
+}
 
 binfmt_magic() {  # the ELF header that identifies ARCH's executables
     case $1 in
@@ -137,13 +117,11 @@ binfmt_magic() {  # the ELF header that identifies ARCH's executables
 
 hex_escape() { printf '%s' "$1" | sed 's/../\\x&/g'; }
 
-register_handler() {  # register_handler ARCH: (re)register minimaldask-ARCH with flags F (fix binary) P
-    entry=/proc/sys/fs/binfmt_misc/minimaldask-$1
+register_handler() {  # register_handler ARCH: (re)register qemu-ARCH with flags F (fix binary) P
+    entry=$(binfmt_entry "$1")
+    # Any other handler of that name (e.g. an older QEMU) steps aside.
     if [ -e "$entry" ]; then echo -1 >"$entry"; fi
-    # Other handlers for the same binaries (e.g. Debian's qemu-user-static) step aside.
-    other=/proc/sys/fs/binfmt_misc/qemu-$1
-    if [ -e "$other" ]; then echo 0 >"$other"; fi
-    printf ':minimaldask-%s:M::%s:%s:%s:FP\n' "$1" "$(hex_escape "$(binfmt_magic "$1")")" "$(hex_escape "$binfmt_mask")" \
+    printf ':qemu-%s:M::%s:%s:%s:FP\n' "$1" "$(hex_escape "$(binfmt_magic "$1")")" "$(hex_escape "$binfmt_mask")" \
         "$qemu_dir/qemu-$1" >/proc/sys/fs/binfmt_misc/register
 }
 
@@ -162,24 +140,37 @@ install_qemu() {
     rm -rf "$unpacked"
 }
 
+debian_arch_of() { case $1 in aarch64) echo arm64 ;; arm) echo armhf ;; esac; }
+platform_of() { case $1 in aarch64) echo linux/arm64 ;; arm) echo linux/arm/v7 ;; esac; }
+
+# runs_in_empty_chroot ARCH: arch-test's tiny static ARCH program runs in a chroot that holds
+# nothing else, as in mmdebstrap's and buildx's containers: only the F flag makes that work.
+runs_in_empty_chroot() {
+    root=$(mktemp -d)
+    cp "/usr/lib/arch-test/$(debian_arch_of "$1")" "$root/check"
+    output=$(chroot "$root" /check 2>&1) || true
+    rm -rf "$root"
+    [ "$output" = ok ]
+}
+
 binfmt() {
-    if binfmt_enabled minimaldask-aarch64 && binfmt_enabled minimaldask-arm; then
-        say "binfmt handlers for linux/arm64 and linux/arm/v7 are registered ($("$qemu_dir/qemu-aarch64" --version | head -n 1))"
-        return 0
-    fi
     [ -f /proc/sys/fs/binfmt_misc/status ] ||
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
         die "cannot mount binfmt_misc: run on a host (or privileged container) that allows it"
-    for arch in $qemu_arches; do [ -x "$qemu_dir/qemu-$arch" ] || install_qemu; done
+    apt_install arch-test
     for arch in $qemu_arches; do
+        binfmt_ours "$arch" && continue
+        [ -x "$qemu_dir/qemu-$arch" ] || install_qemu
         register_handler "$arch"
-        binfmt_enabled "minimaldask-$arch" ||
+        binfmt_ours "$arch" ||
             die "could not register a binfmt handler for qemu-$arch: the platform $(platform_of "$arch") cannot run; run as root on a host that allows binfmt_misc"
     done
-    say "binfmt handlers for linux/arm64 and linux/arm/v7 registered ($("$qemu_dir/qemu-aarch64" --version | head -n 1))"
+    for arch in $qemu_arches; do
+        runs_in_empty_chroot "$arch" ||
+            die "a $(platform_of "$arch") program does not run in a chroot under $(binfmt_entry "$arch"): $output"
+    done
+    say "binfmt handlers for linux/arm64 and linux/arm/v7 work in chroots ($("$qemu_dir/qemu-aarch64" --version | head -n 1))"
 }
-
-platform_of() { case $1 in aarch64) echo linux/arm64 ;; arm) echo linux/arm/v7 ;; esac; }
 
 mirror_tools() {
     # mmdebstrap builds the offline base mirror; arch-test and gpg are what it uses to check
@@ -214,11 +205,12 @@ EOF
     nohup docker-registry serve "$config" >"$logs/registry.log" 2>&1 &
     wait_for 30 "registry http://$registry" registry_answers ||
         die "registry on $registry did not answer within 30 s; see $logs/registry.log"
+    say "registry http://$registry is up"
 }
 
 status() {
     if engine_answers; then check_engine; else say "engine: not running"; fi
-    if binfmt_enabled minimaldask-aarch64 && binfmt_enabled minimaldask-arm; then say "binfmt: registered"; else say "binfmt: missing"; fi
+    if binfmt_ours aarch64 && binfmt_ours arm; then say "binfmt: registered"; else say "binfmt: missing"; fi
     if registry_answers; then say "registry: http://$registry"; else say "registry: not running"; fi
 }
 

@@ -74,11 +74,9 @@ ctr_root=$node_dir/containerd/root # kept by `down`: the image cache
 ctr_state=$node_dir/containerd/state
 sock=$run/containerd.sock
 
-log() { echo "k8s-node: $*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+tag=k8s-node
+# shellcheck source=env/lib.sh
+. "$here/lib.sh"
 
 # kwokctl reads KWOK_* variables over its config: pin the ones that matter.
 export KWOK_WORKDIR="$workdir"
@@ -100,19 +98,6 @@ if [ "$cmd" = up ] || [ "$cmd" = down ]; then
     fi
 fi
 
-# wait_for SECONDS WHAT COMMAND...: poll COMMAND until it succeeds.
-wait_for() {
-    seconds=$1 what=$2
-    shift 2
-    deadline=$(($(date +%s) + seconds))
-    until "$@" >/dev/null 2>&1; do
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            log "$what not ready after ${seconds}s"
-            return 1
-        fi
-        sleep 1
-    done
-}
 
 pid_alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
@@ -123,7 +108,7 @@ start() {
     if pid_alive "$what"; then
         return 0
     fi
-    log "starting $what (log: $logs/$what.log)"
+    say "starting $what (log: $logs/$what.log)"
     setsid "$@" </dev/null >>"$logs/$what.log" 2>&1 &
     echo $! >"$run/$what.pid"
 }
@@ -146,7 +131,7 @@ stop() {
 fail_with_logs() {
     for f in "$@"; do
         [ -f "$logs/$f.log" ] || continue
-        log "--- last lines of $logs/$f.log"
+        say "--- last lines of $logs/$f.log"
         tail -n 15 "$logs/$f.log" >&2
     done
     die "$what_failed"
@@ -156,15 +141,7 @@ fail_with_logs() {
 prerequisites() {
     [ "$(id -u)" = 0 ] || die "a real node needs root (kubelet, containerd, iptables)"
     sh "$here/k8s-build.sh" >&2
-    if [ ! -x "$cni_bin/bridge" ]; then
-        log "installing containernetworking-plugins (Debian)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            containernetworking-plugins >&2 || {
-            apt-get update -qq >&2
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                containernetworking-plugins >&2
-        } || die "apt-get install containernetworking-plugins failed"
-    fi
+    [ -x "$cni_bin/bridge" ] || apt_install containernetworking-plugins
     for tool in containerd containerd-shim-runc-v2 ctr runc iptables ip setsid curl go; do
         command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (run env/bootstrap.sh engine)"
     done
@@ -181,7 +158,7 @@ go_env() {
 
 build_coredns() {
     [ -x "$coredns_bin" ] && return 0
-    log "building CoreDNS $COREDNS_VERSION from the Go module proxy (a few minutes)"
+    say "building CoreDNS $COREDNS_VERSION from the Go module proxy (a few minutes)"
     mkdir -p "${coredns_bin%/*}"
     (go_env && cd "${coredns_bin%/*}" && GOBIN="${coredns_bin%/*}/.gobin" go install -p 2 -trimpath \
         -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION") >&2 || die "CoreDNS build failed"
@@ -200,7 +177,7 @@ pause_image_ready() {
     if ! docker info >/dev/null 2>&1; then
         die "$pause_image is missing and no Docker engine runs to build it (env/bootstrap.sh engine)"
     fi
-    log "building $pause_image"
+    say "building $pause_image"
     src=$cache/pause/src
     mkdir -p "$src" "$cache/pause/root"
     cat >"$src/pause.go" <<'EOF'
@@ -389,11 +366,11 @@ api_ready() {
 
 control_plane_up() {
     if [ -d "$cluster_dir" ] && api_ready; then
-        log "control plane $name already running"
+        say "control plane $name already running"
         return 0
     fi
     if [ -d "$cluster_dir" ]; then
-        log "control plane $name exists but does not answer: recreating it"
+        say "control plane $name exists but does not answer: recreating it"
         "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >>"$logs/kwokctl.log" 2>&1 || true
     fi
     pki=$cluster_dir/pki
@@ -417,7 +394,7 @@ componentsPatches:
     value: InternalIP
 EOF
     } >"$workdir/$name.kwokctl.yaml"
-    log "starting the control plane $name (log: $logs/kwokctl.log)"
+    say "starting the control plane $name (log: $logs/kwokctl.log)"
     "$bin/kwokctl" --config "$workdir/$name.kwokctl.yaml" create cluster --name "$name" --runtime binary \
         --kubeconfig '' --timeout "${timeout}s" --wait "${timeout}s" >>"$logs/kwokctl.log" 2>&1 || {
         what_failed="kwokctl create cluster $name failed"
@@ -525,12 +502,12 @@ EOF
     done
     out=$(kubectl logs -n default "$pod" 2>&1 || true)
     if [ "$phase" != Succeeded ]; then
-        log "DNS check pod ended in phase '$phase': $out"
+        say "DNS check pod ended in phase '$phase': $out"
         kubectl describe pod -n default "$pod" 2>&1 | tail -n 15 >&2 || true
         kubectl delete pod -n default "$pod" --ignore-not-found --wait=false >/dev/null 2>&1 || true
         return 1
     fi
-    log "DNS from a pod: $out"
+    say "DNS from a pod: $out"
     kubectl delete pod -n default "$pod" --ignore-not-found --wait=false >/dev/null 2>&1 || true
 }
 
@@ -573,7 +550,7 @@ up() {
     # kube-proxy prepends its FORWARD rules: put the bridge's isolation first again.
     iptables -w -D FORWARD -j "$chain_fwd" 2>/dev/null || true
     iptables -w -I FORWARD 1 -j "$chain_fwd"
-    log "node $name Ready with cluster DNS in $(($(date +%s) - t0)) s"
+    say "node $name Ready with cluster DNS in $(($(date +%s) - t0)) s"
     echo "$kubeconfig"
 }
 
@@ -638,7 +615,7 @@ down() {
     if [ -f "$workdir/active" ] && [ "$(cat "$workdir/active")" = "$name" ]; then
         rm -f "$workdir/active"
     fi
-    log "node $name is down"
+    say "node $name is down"
 }
 
 case $cmd in

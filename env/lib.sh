@@ -1,0 +1,62 @@
+# Shared by the env/*.sh scripts (POSIX sh): logging, bounded waits and package installs
+# that `env/uninstall.sh` can undo. Callers set $tag (the prefix of their messages) and
+# source env/defaults.sh first.
+# shellcheck shell=sh
+
+# Packages the set-up installed (one per line), so that uninstall removes exactly those.
+MINIMALDASK_STATE=${MINIMALDASK_STATE:-/var/lib/minimaldask}
+installed_packages=$MINIMALDASK_STATE/installed-packages
+
+say() { printf '%s: %s\n' "${tag:-env}" "$*" >&2; }
+die() {
+    printf '%s: error: %s\n' "${tag:-env}" "$*" >&2
+    exit 1
+}
+
+# wait_for SECONDS WHAT COMMAND...: poll COMMAND until it succeeds; on timeout say what
+# did not come up and return 1.
+wait_for() {
+    seconds=$1 what=$2
+    shift 2
+    deadline=$(($(date +%s) + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            say "$what not ready after ${seconds}s"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
+
+installed_package_names() { dpkg-query -W -f '${db:Status-Status} ${Package}\n' 2>/dev/null | sed -n 's/^installed //p' | sort; }
+
+# apt_install PKG...: install what is missing (no services started by postinst scripts) and
+# record every package this added, dependencies included. Log: $apt_log.
+apt_install() {
+    missing=""
+    for pkg in "$@"; do
+        dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing="$missing $pkg"
+    done
+    [ -n "$missing" ] || return 0
+    is_debian || die "cannot install$missing: not a Debian host; install them by hand"
+    [ "$(id -u)" = 0 ] || die "installing$missing needs root"
+    apt_log=${apt_log:-${TMPDIR:-/tmp}/minimaldask-apt.log}
+    say "installing$missing (log: $apt_log)"
+    mkdir -p "$MINIMALDASK_STATE"
+    before=$(installed_package_names)
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    # shellcheck disable=SC2086  # word splitting of the package list is intended
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >>"$apt_log" 2>&1; then
+        apt-get update -qq >>"$apt_log" 2>&1
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >>"$apt_log" 2>&1 ||
+            { rm -f /usr/sbin/policy-rc.d; die "apt-get install$missing failed; see $apt_log"; }
+    fi
+    rm -f /usr/sbin/policy-rc.d
+    printf '%s\n' "$before" >"$MINIMALDASK_STATE/.before"
+    installed_package_names | comm -13 "$MINIMALDASK_STATE/.before" - >>"$installed_packages"
+    rm -f "$MINIMALDASK_STATE/.before"
+}

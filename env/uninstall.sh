@@ -1,0 +1,140 @@
+#!/bin/sh
+# Undo the set-up (`make uninstall`): stop everything env/*.sh started (test nodes and control
+# planes, the registry, dockerd and its containerd), unregister the QEMU binfmt handlers,
+# remove what they installed (the engine under /opt/minimaldask, the linters, the apt
+# packages recorded in $MINIMALDASK_STATE/installed-packages, the Debian unstable source)
+# and the caches. With KEEP_CACHE=1 the slow Kubernetes, CoreDNS and Go build caches stay.
+#
+# usage: env/uninstall.sh
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+tag=uninstall
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
+# shellcheck source=env/lib.sh
+. "$here/lib.sh"
+
+cache=$MINIMALDASK_CACHE
+prefix=$MINIMALDASK_ENGINE_PREFIX
+opt=${prefix%/*}
+tmp=${TMPDIR:-/tmp}
+
+[ "$(id -u)" = 0 ] || die "uninstall needs root (it stops daemons and removes packages)"
+
+# pids_running PATTERN: processes whose command line starts with PATTERN.
+pids_running() {
+    for p in /proc/[0-9]*; do
+        args=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+        # shellcheck disable=SC2254  # PATTERN is a glob on purpose
+        case $args in $1) echo "${p#/proc/}" ;; esac
+    done
+}
+
+stop_all() {  # stop_all WHAT PATTERN: TERM, wait up to 20 s, then KILL
+    pids=$(pids_running "$2")
+    [ -n "$pids" ] || return 0
+    say "stopping $1"
+    # shellcheck disable=SC2086  # one argument per pid
+    kill $pids 2>/dev/null || true
+    i=0
+    while [ -n "$(pids_running "$2")" ] && [ "$i" -lt 40 ]; do
+        sleep 0.5
+        i=$((i + 1))
+    done
+    pids=$(pids_running "$2")
+    # shellcheck disable=SC2086
+    [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+}
+
+stop_test_clusters() {
+    for dir in "$tmp"/minimaldask-node/node/*/; do
+        [ -d "$dir" ] || continue
+        name=$(basename "$dir")
+        say "stopping the test node $name"
+        sh "$here/k8s-node.sh" down "$name" || true
+    done
+    for dir in "$tmp"/minimaldask-kwok/clusters/*/; do
+        [ -d "$dir" ] || continue
+        name=$(basename "$dir")
+        say "stopping the control plane $name"
+        sh "$here/k8s-cluster.sh" down "$name" || true
+    done
+    # Their state, including mounts a crashed node left.
+    for workdir in "$tmp/minimaldask-node" "$tmp/minimaldask-kwok"; do
+        [ -d "$workdir" ] || continue
+        awk -v d="$workdir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+            while read -r m; do umount -l "$m" 2>/dev/null || true; done
+        rm -rf "$workdir"
+    done
+}
+
+stop_engine() {
+    stop_all "the registry" "docker-registry serve *"
+    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+        # shellcheck disable=SC2046  # one argument per container
+        docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true
+    fi
+    stop_all "dockerd" "dockerd *"
+    stop_all "containerd" "containerd --config /var/run/docker/*"
+    for m in $(awk '$2 ~ "^/(var/lib|run)/(docker|containerd)" { print $2 }' /proc/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+    # The engine's state and the bridge it created.
+    rm -rf /var/lib/docker /var/lib/containerd /run/docker /var/run/docker.sock /run/containerd
+    if ip link show docker0 >/dev/null 2>&1; then ip link del docker0 || true; fi
+}
+
+unregister_qemu() {
+    for arch in aarch64 arm; do
+        entry=/proc/sys/fs/binfmt_misc/qemu-$arch
+        if grep -qx "interpreter $opt/qemu/qemu-$arch" "$entry" 2>/dev/null; then
+            say "unregistering the binfmt handler qemu-$arch"
+            echo -1 >"$entry"
+        fi
+    done
+}
+
+remove_links_into() {  # remove_links_into DIR LINK...: the symlinks that point under DIR
+    dir=$1
+    shift
+    for link in "$@"; do
+        case $(readlink "$link" 2>/dev/null) in "$dir"/*) rm -f "$link" ;; esac
+    done
+}
+
+remove_installed() {
+    remove_links_into "$opt" /usr/local/bin/* /usr/local/lib/docker/cli-plugins/*
+    rmdir /usr/local/lib/docker/cli-plugins /usr/local/lib/docker 2>/dev/null || true
+    rm -rf "$opt"
+    if [ -f "$MINIMALDASK_STATE/hadolint-installed" ]; then rm -f "$(cat "$MINIMALDASK_STATE/hadolint-installed")"; fi
+    if [ -s "$installed_packages" ]; then
+        packages=$(sort -u "$installed_packages" | tr '\n' ' ')
+        say "removing the packages the set-up installed: $packages"
+        # shellcheck disable=SC2086  # one argument per package
+        DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq $packages >"$tmp/minimaldask-uninstall-apt.log" 2>&1 ||
+            die "apt-get purge failed; see $tmp/minimaldask-uninstall-apt.log"
+    fi
+    rm -f /etc/apt/sources.list.d/minimaldask-sid.sources /etc/apt/preferences.d/minimaldask-sid
+    rm -rf "$MINIMALDASK_STATE"
+}
+
+remove_caches() {
+    [ -d "$cache" ] || return 0
+    if [ "${KEEP_CACHE:-}" = 1 ]; then
+        say "keeping the Kubernetes, CoreDNS and Go build caches in $cache (KEEP_CACHE=1)"
+        for entry in "$cache"/* "$cache"/.[!.]*; do
+            [ -e "$entry" ] || continue
+            case ${entry##*/} in k8s | go | coredns) ;; *) rm -rf "$entry" ;; esac
+        done
+    else
+        rm -rf "$cache"
+    fi
+}
+
+stop_test_clusters
+stop_engine
+unregister_qemu
+remove_installed
+remove_caches
+say "done: the machine is as before the set-up${KEEP_CACHE:+ (build caches kept)}"
