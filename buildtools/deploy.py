@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from buildtools import specs
-from buildtools.errors import ConfigError, ForbiddenError, MinimalDaskError, WaitTimeout
+from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError, WaitTimeout
 from buildtools.kube import Kube, PortForward, in_cluster
 from buildtools.render import render_cluster, render_prepuller
 from buildtools.specs import ClusterResources, ClusterSpec, PrepullSpec
-from buildtools.waits import pod_failure, rollout_state, unschedulable, wait_until
+from buildtools.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 
 Progress = Callable[[str], None]
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
@@ -148,14 +148,18 @@ class DaskCluster:
                 return str(host_ip)
         raise MinimalDaskError(f"the scheduler pod of cluster {self.name} has no node yet")
 
+    def _ready_scheduler_pod(self) -> str:
+        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
+        ready = [p["metadata"]["name"] for p in pods if pod_is_ready(p)]
+        if not ready:
+            raise DeployError(f"no ready scheduler pod in cluster {self.namespace}/{self.name} to forward to")
+        return str(ready[0])
+
     def _forward(self, port: int) -> PortForward:
-        """A managed port-forward from 127.0.0.1 to a ready scheduler pod."""
+        """A managed port-forward from 127.0.0.1 to a ready scheduler pod (re-picked per connection)."""
         if port not in self._forwards:
-            pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
-            ready = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
-            if not ready:
-                raise MinimalDaskError(f"no running scheduler pod in cluster {self.name} to forward to")
-            self._forwards[port] = self.kube.port_forward(self.namespace, ready[0]["metadata"]["name"], port)
+            self._ready_scheduler_pod()  # fail now, not at the first connection, when there is none
+            self._forwards[port] = self.kube.port_forward(self.namespace, self._ready_scheduler_pod, port)
         return self._forwards[port]
 
     @property

@@ -7,10 +7,11 @@ project's exceptions: 403 -> ForbiddenError naming the verb and resource, others
 from __future__ import annotations
 
 import os
+import queue
 import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from kubernetes.stream import portforward
 
-from buildtools.errors import ConfigError, DeployError, ForbiddenError
+from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError
 
 FIELD_MANAGER = "minimaldask"
 Obj = dict[str, Any]
@@ -151,8 +152,8 @@ class Kube:
                 )
             )
 
-    def port_forward(self, namespace: str, pod: str, port: int) -> PortForward:
-        forward = PortForward(self, namespace, pod, port)
+    def port_forward(self, namespace: str, pick_pod: Callable[[], str], port: int) -> PortForward:
+        forward = PortForward(self, namespace, pick_pod, port)
         forward.start()
         return forward
 
@@ -161,14 +162,20 @@ class Kube:
 class PortForward:
     """127.0.0.1:local_port -> pod:port over the API server, one websocket per connection.
 
-    Needs only the `pods/portforward` permission, no kubectl.
+    Each connection asks pick_pod for a ready pod, so a replaced pod is found again. Opening
+    the websocket is bounded: an upgrade that stalls (seen on a cold node) is retried, and
+    after the last attempt the local connection is closed and last_error says why, instead
+    of leaving the client waiting. Needs only the `pods/portforward` permission, no kubectl.
     """
 
     kube: Kube
     namespace: str
-    pod: str
+    pick_pod: Callable[[], str]
     port: int
     local_port: int = 0
+    open_timeout: float = 10.0
+    attempts: int = 3
+    last_error: str = ""
     _server: socket.socket | None = None
     _closed: threading.Event = field(default_factory=threading.Event)
 
@@ -178,7 +185,7 @@ class PortForward:
         server.listen(16)
         self.local_port = server.getsockname()[1]
         self._server = server
-        threading.Thread(target=self._accept, name=f"port-forward-{self.pod}", daemon=True).start()
+        threading.Thread(target=self._accept, name=f"port-forward-{self.port}", daemon=True).start()
 
     def _accept(self) -> None:
         assert self._server is not None
@@ -189,17 +196,61 @@ class PortForward:
                 return
             threading.Thread(target=self._pipe, args=(connection,), daemon=True).start()
 
-    def _pipe(self, connection: socket.socket) -> None:
+    def _open_stream(self, pod: str) -> Any:
+        """The port-forward websocket to pod, or TimeoutError after open_timeout."""
         core = client.CoreV1Api(self.kube.api)
+        outcome: queue.Queue[Any] = queue.Queue(maxsize=1)
+        abandoned = threading.Event()
+
+        def open_() -> None:
+            try:
+                stream = portforward(
+                    core.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(self.port)
+                )
+            except (ApiException, OSError) as e:
+                outcome.put(e)
+                return
+            if abandoned.is_set():
+                stream.close()
+            else:
+                outcome.put(stream)
+
+        threading.Thread(target=open_, name=f"port-forward-open-{pod}", daemon=True).start()
         try:
-            stream = portforward(
-                core.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port)
-            )
-            remote = stream.socket(self.port)
-            remote.setblocking(True)
-        except (ApiException, OSError):
+            result = outcome.get(timeout=self.open_timeout)
+        except queue.Empty:
+            abandoned.set()
+            with suppress(queue.Empty):  # it arrived just now: nobody will use it
+                late = outcome.get_nowait()
+                if not isinstance(late, Exception):
+                    late.close()
+            raise TimeoutError(f"no answer within {self.open_timeout:.0f} s") from None
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _connect(self) -> Any | None:
+        """A stream to a ready pod, trying up to `attempts` times; None (and last_error) if none."""
+        for attempt in range(1, self.attempts + 1):
+            pod = "?"
+            try:
+                pod = self.pick_pod()
+                return self._open_stream(pod)
+            except (MinimalDaskError, ApiException, OSError) as e:
+                self.last_error = (
+                    f"port-forward to {self.namespace}/{pod}:{self.port}, attempt {attempt}/{self.attempts}: {e}"
+                )
+            if self._closed.wait(1.0):
+                return None
+        return None
+
+    def _pipe(self, connection: socket.socket) -> None:
+        stream = self._connect()
+        if stream is None:
             connection.close()
             return
+        remote = stream.socket(self.port)
+        remote.setblocking(True)
         try:
             sockets = [connection, remote]
             while not self._closed.is_set():

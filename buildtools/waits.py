@@ -44,6 +44,13 @@ def rollout_state(obj: Obj) -> tuple[bool, str]:
     return done, f"{ready}/{wanted} replicas ready"
 
 
+def pod_is_ready(pod: Obj) -> bool:
+    """Ready (its readiness probe passes) and not on its way out: where traffic may go."""
+    conditions = _get(pod, "status", "conditions", default=[])
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return ready and not _get(pod, "metadata", "deletionTimestamp")
+
+
 def pod_failure(pod: Obj, logs: Callable[[str, str], str] | None = None) -> PodFailure | None:
     """The failure a pod shows that will not heal by waiting, if any.
 

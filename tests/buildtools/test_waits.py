@@ -4,7 +4,7 @@ returns them (a kwok node cannot pull or crash, so these states are written out 
 import pytest
 
 from buildtools.errors import CrashLoopError, ImagePullError, WaitTimeout
-from buildtools.waits import pod_failure, rollout_state, unschedulable, wait_until
+from buildtools.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 
 
 def pod(waiting_reason: str, message: str = "", init: bool = False) -> dict:
@@ -73,3 +73,15 @@ def test_wait_reports_each_new_state_and_gives_up_with_the_last() -> None:
     with pytest.raises(WaitTimeout, match=r"waiting for thing; last state: 1/2 ready"):
         wait_until(lambda: next(states, (False, "1/2 ready")), "thing", 0.3, seen.append, interval=0.05)
     assert seen == ["waiting for thing: 0/2 ready", "waiting for thing: 1/2 ready"]
+
+
+def running_pod(ready: str, deleting: bool = False) -> dict:
+    metadata = {"name": "c-scheduler-abc", **({"deletionTimestamp": "2026-12-01T00:00:00Z"} if deleting else {})}
+    return {"metadata": metadata, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def test_a_running_pod_is_ready_only_when_its_ready_condition_is_true_and_it_is_not_terminating() -> None:
+    assert pod_is_ready(running_pod("True"))
+    assert not pod_is_ready(running_pod("False"))
+    assert not pod_is_ready(running_pod("True", deleting=True))
+    assert not pod_is_ready({"metadata": {"name": "p"}, "status": {"phase": "Pending"}})

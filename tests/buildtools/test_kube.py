@@ -1,0 +1,79 @@
+"""kube.PortForward against a real TCP server on 127.0.0.1 that accepts connections and never
+answers: an API server whose port-forward upgrade stalls, as seen on a cold node. No Kubernetes
+is needed; the websocket client and the forward's threads are the real ones."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from buildtools.errors import DeployError
+from buildtools.kube import Kube, PortForward
+
+
+@pytest.fixture
+def silent_api_server() -> Iterator[str]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(connection)  # held open, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
+def kube_at(host: str) -> Kube:
+    configuration = client.Configuration()
+    configuration.host = host
+    return Kube(client.ApiClient(configuration))
+
+
+def test_a_stalled_upgrade_closes_the_client_connection_after_the_last_attempt(silent_api_server: str) -> None:
+    picked: list[str] = []
+
+    def pick_pod() -> str:
+        picked.append("demo-scheduler-0")
+        return picked[-1]
+
+    forward = PortForward(kube_at(silent_api_server), "dask", pick_pod, 8786, open_timeout=1.0, attempts=2)
+    forward.start()
+    try:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", forward.local_port), timeout=30) as connection:
+            assert connection.recv(1) == b""  # closed by the forward, not by our 30 s timeout
+        elapsed = time.monotonic() - started
+    finally:
+        forward.close()
+    assert elapsed < 10
+    assert picked == ["demo-scheduler-0", "demo-scheduler-0"]  # a pod picked per attempt
+    assert "dask/demo-scheduler-0:8786, attempt 2/2: no answer within 1 s" in forward.last_error
+
+
+def test_no_ready_pod_is_retried_then_reported(silent_api_server: str) -> None:
+    def no_pod() -> str:
+        raise DeployError("no ready scheduler pod in cluster dask/demo to forward to")
+
+    forward = PortForward(kube_at(silent_api_server), "dask", no_pod, 8786, open_timeout=1.0, attempts=2)
+    forward.start()
+    try:
+        with socket.create_connection(("127.0.0.1", forward.local_port), timeout=30) as connection:
+            assert connection.recv(1) == b""
+    finally:
+        forward.close()
+    assert forward.last_error.endswith("attempt 2/2: no ready scheduler pod in cluster dask/demo to forward to")
