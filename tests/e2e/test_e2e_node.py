@@ -137,7 +137,7 @@ def test_client_on_the_host_computes_through_the_port_forward(dask_cluster: Dask
         client.wait_for_workers(2, timeout=120)
         x = da.random.random((10000, 10000), chunks=(1000, 1000))
         y = (x + x.T)[::2, 5000:].mean(axis=1)
-        result = y.compute()
+        result = client.compute(y).result(timeout=300)
         workers = client.scheduler_info()["workers"]
     assert result.shape == (5000,)
     # Each value is the mean of 5000 sums of two U(0, 1): 1 give or take a few hundredths.
