@@ -136,7 +136,7 @@ install_qemu() {
     unpacked=$debs/unpacked
     rm -rf "$unpacked"
     for deb in "$debs"/qemu-user_*.deb; do dpkg-deb -x "$deb" "$unpacked"; done
-    for arch in $qemu_arches; do cp "$unpacked/usr/bin/qemu-$arch" "$qemu_dir/qemu-$arch"; done
+    for binary in $qemu_arches; do cp "$unpacked/usr/bin/qemu-$binary" "$qemu_dir/qemu-$binary"; done
     rm -rf "$unpacked"
 }
 
