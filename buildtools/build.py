@@ -17,7 +17,7 @@ from buildtools.config import Budget
 from buildtools.errors import ConfigError
 from buildtools.plan import Plan, Target
 from buildtools.progress import BuildProgress
-from buildtools.registry import Registry
+from buildtools.registry import Registry, split_ref
 from buildtools.settings import REPO_ROOT, Settings
 from buildtools.sizes import ContentSource, LayerSizeCache, OciLayoutSource, PlatformSize, RegistrySource, measure
 
@@ -42,7 +42,9 @@ class BuildOptions:
         if self.cache_scope:
             return f"type=gha,scope={self.cache_scope}", f"type=gha,scope={self.cache_scope},mode=max"
         if self.output == "push":
-            return f"type=registry,ref={target.cache_ref}", f"type=registry,ref={target.cache_ref},mode=max"
+            # Importing a cache that was never exported costs buildx an error block in the log.
+            cache_from = f"type=registry,ref={target.cache_ref}" if registry_cache_exists(target.cache_ref) else None
+            return cache_from, f"type=registry,ref={target.cache_ref},mode=max"
         return None, None  # the engine's own build cache still applies
 
 
@@ -57,9 +59,23 @@ class TargetResult:
     verdicts: list[Verdict]
     digest: str | None
 
-    @property
-    def fully_cached(self) -> bool:
-        return self.work_steps > 0 and self.cached_steps == self.work_steps
+
+def registry_cache_exists(ref: str) -> bool:
+    """Whether a registry cache was exported to ref. Remote registries are not asked: buildx
+    reaches them with credentials this client does not have."""
+    host, repository, reference = split_ref(ref)
+    if not is_local(host):
+        return True
+    try:
+        Registry(host).manifest(repository, reference)
+    except KeyError:
+        return False
+    return True
+
+
+def log_file(settings: Settings, image: str) -> Path:
+    """Where buildx's full output of the last build of an image is kept."""
+    return settings.cache_dir / "logs" / f"build-{image}.log"
 
 
 def secrets_for(options: BuildOptions) -> list[str]:
@@ -116,21 +132,8 @@ def previous_sizes(target: Target, cache: LayerSizeCache) -> dict[str, PlatformS
         return {}
 
 
-def build_target(
-    target: Target, settings: Settings, options: BuildOptions, on_log: Callable[[str], None]
-) -> TargetResult:
-    cache = LayerSizeCache(settings.cache_dir / "layer-sizes.json")
-    previous = previous_sizes(target, cache) if options.output == "push" else {}
+def run_buildx(target: Target, options: BuildOptions, metadata: Path, on_line: Callable[[str], None]) -> None:
     cache_from, cache_to = options.cache_refs(target)
-    progress = BuildProgress(platform=target.platforms[0])
-    metadata = settings.cache_dir / "metadata" / f"{target.image}.json"
-    metadata.parent.mkdir(parents=True, exist_ok=True)
-
-    def log(line: str) -> None:
-        progress.feed(line)
-        on_log(line)
-
-    started = time.monotonic()
     engine.build(
         context=REPO_ROOT / target.context,
         dockerfile=REPO_ROOT / target.dockerfile,
@@ -144,8 +147,33 @@ def build_target(
         metadata_file=metadata,
         labels={"org.opencontainers.image.title": f"minimaldask-{target.image}"},
         no_cache=not options.use_cache,
-        on_log=log,
+        on_log=on_line,
     )
+
+
+def build_target(
+    target: Target, settings: Settings, options: BuildOptions, on_progress: Callable[[str], None]
+) -> TargetResult:
+    """Build one target; on_progress gets one line per platform and finished step, while
+    buildx's full output goes to log_file()."""
+    cache = LayerSizeCache(settings.cache_dir / "layer-sizes.json")
+    previous = previous_sizes(target, cache) if options.output == "push" else {}
+    progress = BuildProgress(image=target.image, platform=target.platforms[0])
+    metadata = settings.cache_dir / "metadata" / f"{target.image}.json"
+    log = log_file(settings, target.image)
+    for directory in {metadata.parent, log.parent}:
+        directory.mkdir(parents=True, exist_ok=True)
+
+    started = time.monotonic()
+    # Line-buffered, so that the log can be followed while the build runs.
+    with log.open("w", buffering=1) as sink:
+
+        def on_line(line: str) -> None:
+            sink.write(line + "\n")
+            if summary := progress.feed(line):
+                on_progress(summary)
+
+        run_buildx(target, options, metadata, on_line)
     seconds = time.monotonic() - started
     source = content_source(target, options)
     sizes = measure(source, cache) if source else {}
@@ -168,8 +196,8 @@ def build_target(
 
 
 def build_plan(
-    plan: Plan, settings: Settings, options: BuildOptions, on_log: Callable[[str], None]
+    plan: Plan, settings: Settings, options: BuildOptions, on_progress: Callable[[str], None]
 ) -> list[TargetResult]:
     if options.output == "push" and is_local(plan.registry):
         Registry(plan.registry).ping()
-    return [build_target(target, settings, options, on_log) for target in plan.targets]
+    return [build_target(target, settings, options, on_progress) for target in plan.targets]

@@ -147,6 +147,11 @@ def build(
         use_cache=not no_cache,
         cache_scope=cache_scope,
     )
+    from buildtools.build import log_file
+
+    # Also with --quiet: when a build fails, its log is where the reason is.
+    for target in resolved.targets:
+        progress(f"build log: {log_file(settings, target.image)}")
     results = build_plan(resolved, settings, options, (lambda _: None) if quiet else progress)
     out.print(report.timing_table(results))
     if any(result.verdicts for result in results):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import uuid
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from python_on_whales import docker
 
-from buildtools.build import BuildOptions, TargetResult, build_plan
+from buildtools.build import BuildOptions, TargetResult, build_plan, build_target, log_file
 from buildtools.config import load_images
 from buildtools.plan import make_plan
 from buildtools.registry import Registry
@@ -27,6 +30,11 @@ PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 CA_MARKER = "MINIMALDASK-TEST-CA-7f3a9c"
 INDEX_MARKER = "index-token-5b1e22"
 PROXY_MARKER = "proxy-pass-93d0c4"
+# What `buildtools build` prints per platform and Dockerfile step.
+STEP_LINE = re.compile(
+    r"^(?P<image>\S+) (?P<platform>linux/\S+) \[(?P<position>\d+/\d+)\] .+ (\(cached\)|done [\d.]+s)$"
+)
+LOG_LINE = "build log: "
 
 
 def build(names: list[str], settings: Settings, options: BuildOptions, log: Path) -> list[TargetResult]:
@@ -121,16 +129,61 @@ def test_oci_layout_output_measures_the_same(
     assert measure(RegistrySource.for_ref(first_build.target.refs[0])).keys() == result.sizes.keys()
 
 
-def test_over_budget_fails_with_one_line_per_offender(registry: Registry) -> None:
-    env = {**os.environ, "MINIMALDASK_IMAGES_DIR": str(FIXTURES)}
-    result = subprocess.run(
-        [sys.executable, "-m", "buildtools", "build", "tiny-overbudget", "--base", "mirror", "--quiet"],
+def buildtools_build(*args: str, cache_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`buildtools build` of a fixture image from the base mirror, with its own cache directory."""
+    env = {**os.environ, "MINIMALDASK_IMAGES_DIR": str(FIXTURES), "MINIMALDASK_CACHE": str(cache_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "buildtools", "build", *args, "--base", "mirror"],
         capture_output=True,
         text=True,
         env=env,
         check=False,
     )
+
+
+def printed_log_file(stderr: str) -> Path:
+    (line,) = [line for line in stderr.splitlines() if line.startswith(LOG_LINE)]
+    return Path(line.removeprefix(LOG_LINE))
+
+
+def test_build_prints_a_line_per_platform_and_step_and_logs_all_of_buildx(registry: Registry, tmp_path: Path) -> None:
+    result = buildtools_build("tiny", "--oci", str(tmp_path / "oci"), cache_dir=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    steps = [match for line in result.stderr.splitlines() if (match := STEP_LINE.match(line))]
+    found = sorted((step["image"], step["platform"], step["position"]) for step in steps)
+    assert found == sorted(("tiny", platform, f"{n}/3") for platform in PLATFORMS for n in (2, 3))  # FROM: none
+    assert not re.search(r"^#\d", result.stderr, re.M), "buildx's own lines reached the terminal"
+    log = printed_log_file(result.stderr)
+    assert log == tmp_path / "cache" / "logs" / "build-tiny.log"
+    text = log.read_text()
+    assert text.startswith("#0 building with ")
+    for platform in PLATFORMS:  # every step's header and output, the export, ...
+        assert f"[{platform} stage-0 2/3] RUN --mount=type=secret,id=ca" in text
+    assert re.search(r"^#\d+ exporting to oci image format$", text, re.M)
+    assert len(re.findall(r"^#\d+ (DONE|CACHED)", text, re.M)) > len(steps)  # ... and the vertices that are no step
+
+
+def test_registry_cache_is_imported_only_once_exported(registry: Registry, settings: Settings, tmp_path: Path) -> None:
+    """Importing a cache that does not exist yet fails; buildx would print an error block."""
+    (target,) = make_plan(load_images(["tiny-overbudget"], FIXTURES), settings.registry, base="mirror").targets
+    target = replace(target, cache_ref=f"{target.repository}:buildcache-{uuid.uuid4().hex[:12]}")
+    isolated = replace(settings, cache_dir=tmp_path)
+    logs = []
+    for _ in range(2):
+        build_target(target, isolated, BuildOptions(), lambda _: None)
+        logs.append(log_file(isolated, target.image).read_text())
+    first, second = logs
+    assert "importing cache manifest" not in first
+    assert "exporting cache to registry" in first
+    assert f"importing cache manifest from {target.cache_ref}" in second
+    assert "ERROR" not in second
+
+
+def test_over_budget_fails_with_one_line_per_offender(registry: Registry, tmp_path: Path) -> None:
+    result = buildtools_build("tiny-overbudget", "--quiet", cache_dir=tmp_path)
     assert result.returncode == 3, result.stderr
+    assert not [line for line in result.stderr.splitlines() if STEP_LINE.match(line)]  # --quiet
+    assert printed_log_file(result.stderr).is_file()
     lines = [line for line in result.stderr.splitlines() if line.startswith("tiny-overbudget")]
     assert len(lines) == 1
     assert lines[0].startswith("tiny-overbudget linux/amd64: ")
