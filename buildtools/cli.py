@@ -24,9 +24,9 @@ from buildtools.mirror import ensure_mirror, mirror_ref
 from buildtools.plan import BASE_MODES, BaseMode, Plan, make_plan
 from buildtools.settings import Settings
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__.splitlines()[0]
-)
+# No no_args_is_help: typer would print the whole help as an error; a bare `buildtools` is a
+# usage error like any other (one line, exit 2).
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
 # Tables stay whole in CI logs, where there is no terminal to take the width from.
 out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -289,21 +289,29 @@ def down(
     out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except MinimalDaskError as e:
-        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click's usage errors
-        import click
+def fail(message: str, exit_code: int) -> None:
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    sys.exit(exit_code)
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+
+def usage_message(error: typer.TyperException) -> str:
+    """A usage error on one line, with the command whose help to read; typer's own display
+    is a box with the usage line and the message."""
+    # The context is an attribute of typer's UsageError, which typer does not export.
+    ctx = getattr(error, "ctx", None)
+    hint = f" (try: {ctx.command_path} --help)" if ctx is not None else ""
+    return error.format_message() + hint
+
+
+def main() -> None:
+    # Not standalone: errors reach this function instead of typer's display, and typer
+    # returns the code of the exits it handles (0 after --help).
+    try:
+        exit_code = app(standalone_mode=False)
+    except MinimalDaskError as e:
+        fail(str(e), e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        fail("aborted", 130)
+    except typer.TyperException as e:  # a usage error: the command line is wrong
+        fail(usage_message(e), e.exit_code)
+    sys.exit(exit_code if isinstance(exit_code, int) else 0)

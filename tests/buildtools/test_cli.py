@@ -1,0 +1,130 @@
+"""Misuses of the command line: one line on stderr, exit 2, never a traceback.
+
+The cases come from walking the whole command tree, so a new command or option is covered
+without a new test. Each runs the real CLI in a subprocess; none reaches a command's body
+(every case fails while parsing), so none needs an engine or a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import typing
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+import typer.core
+import typer.main
+
+from buildtools.cli import app
+
+Command = typer.core.TyperCommand | typer.core.TyperGroup
+Param = typer.core.TyperArgument | typer.core.TyperOption
+
+
+def walk(command: Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Command]]:
+    yield path, command
+    if isinstance(command, typer.core.TyperGroup):
+        for name, sub in command.commands.items():
+            yield from walk(sub, (*path, name))
+
+
+COMMANDS = list(walk(typer.main.get_command(app)))
+
+
+def takes_number(command: Command, param: Param) -> bool:
+    """Whether the parameter is an int or a float (optional or not), from its type hint."""
+    hint = typing.get_type_hints(command.callback)[param.name]
+    return bool({int, float} & {hint, *typing.get_args(hint)})
+
+
+def takes_value(option: typer.core.TyperOption) -> bool:
+    return not (option.is_flag or option.count)
+
+
+def required_argv(command: Command, leave_out: Param | None = None) -> list[str]:
+    """Valid values for the required parameters, so that a case fails only for its misuse."""
+    argv: list[str] = []
+    for param in command.params:
+        if param.required and param is not leave_out:
+            value = "1" if takes_number(command, param) else "demo"
+            argv += [value] if isinstance(param, typer.core.TyperArgument) else [param.opts[0], value]
+    return argv
+
+
+@dataclass(frozen=True)
+class Misuse:
+    argv: tuple[str, ...]
+    names: str  # what the error line must mention
+
+    @property
+    def id(self) -> str:
+        return " ".join(self.argv) or "(no arguments)"
+
+
+def misuses_of(path: tuple[str, ...], command: Command) -> Iterator[Misuse]:
+    # Commands whose parameters are all optional (build, plan...) are never run bare: that
+    # would start real work.
+    if isinstance(command, typer.core.TyperGroup):
+        yield Misuse(path, "command")
+    yield Misuse((*path, *required_argv(command), "--bogus"), "--bogus")
+    if any(param.required for param in command.params):
+        yield Misuse(path, "Missing")
+    for param in command.params:
+        name = param.name if isinstance(param, typer.core.TyperArgument) else param.opts[0]
+        if param.required:
+            yield Misuse((*path, *required_argv(command, leave_out=param)), name)
+        if isinstance(param, typer.core.TyperOption) and takes_value(param):
+            yield Misuse((*path, *required_argv(command, leave_out=param), name), name)
+            if takes_number(command, param):
+                yield Misuse((*path, *required_argv(command, leave_out=param), name, "abc"), name)
+
+
+# With one required parameter, leaving it out is giving none: the case is kept once, with
+# the name the error must mention.
+MISUSES = list({misuse.argv: misuse for path, command in COMMANDS for misuse in misuses_of(path, command)}.values())
+HELPS = [(*path, "--help") for path, _ in COMMANDS]
+
+
+def run_cli(argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "buildtools", *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
+    """Every case run at once: each is a fresh interpreter, and importing the CLI dominates."""
+    argvs = [misuse.argv for misuse in MISUSES] + HELPS
+    with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
+        return dict(zip(argvs, pool.map(run_cli, argvs), strict=True))
+
+
+def test_the_tree_is_walked() -> None:
+    paths = {" ".join(path) for path, _ in COMMANDS}
+    assert {"", "build", "plan", "up", "render", "render cluster", "render prepuller"} <= paths
+
+
+@pytest.mark.parametrize("misuse", MISUSES, ids=lambda misuse: misuse.id)
+def test_misuse_is_one_line_and_exit_2(
+    misuse: Misuse, results: dict[tuple[str, ...], subprocess.CompletedProcess[str]]
+) -> None:
+    result = results[misuse.argv]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert misuse.names in lines[0], lines[0]
+    assert result.stdout == ""
+    assert result.returncode == 2, lines[0]
+
+
+@pytest.mark.parametrize("argv", HELPS, ids=" ".join)
+def test_help_exits_0(argv: tuple[str, ...], results: dict[tuple[str, ...], subprocess.CompletedProcess[str]]) -> None:
+    result = results[argv]
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+    assert result.stderr == ""
