@@ -18,7 +18,7 @@ from buildtools.errors import ConfigError
 from buildtools.plan import Plan, Target
 from buildtools.progress import BuildProgress
 from buildtools.registry import Registry, split_ref
-from buildtools.settings import REPO_ROOT, Settings
+from buildtools.settings import DATA_ROOT, Settings
 from buildtools.sizes import ContentSource, LayerSizeCache, OciLayoutSource, PlatformSize, RegistrySource, measure
 
 OutputMode = Literal["push", "push-by-digest", "load", "oci"]
@@ -135,8 +135,8 @@ def previous_sizes(target: Target, cache: LayerSizeCache) -> dict[str, PlatformS
 def run_buildx(target: Target, options: BuildOptions, metadata: Path, on_line: Callable[[str], None]) -> None:
     cache_from, cache_to = options.cache_refs(target)
     engine.build(
-        context=REPO_ROOT / target.context,
-        dockerfile=REPO_ROOT / target.dockerfile,
+        context=DATA_ROOT / target.context,
+        dockerfile=DATA_ROOT / target.dockerfile,
         platforms=target.platforms,
         tags=[] if options.output == "push-by-digest" else target.refs,
         build_args={**target.build_args, **proxy_args()},

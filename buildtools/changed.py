@@ -7,17 +7,19 @@ from pathlib import Path
 
 from buildtools.config import ImageConfig
 from buildtools.errors import ConfigError
-from buildtools.settings import REPO_ROOT
+from buildtools.settings import checkout_root
 
 # Files every image is built from, or that decide how it is built.
 REBUILD_MARKER = "[rebuild]"
 SHARED_INPUTS = ("entrypoint.sh", ".dockerignore", "images/strip.sh", "buildtools/plan.py", "buildtools/config.py")
 
 
-def changed_paths(since: str, repo: Path = REPO_ROOT) -> list[str]:
+def changed_paths(since: str, repo: Path | None = None) -> list[str]:
+    """Paths changed in the repo (default: the checkout buildtools runs from) since a ref."""
+    cwd = repo or checkout_root("comparing git commits")
     try:
         result = subprocess.run(
-            ["git", "diff", "--name-only", f"{since}...HEAD"], cwd=repo, check=True, capture_output=True, text=True
+            ["git", "diff", "--name-only", f"{since}...HEAD"], cwd=cwd, check=True, capture_output=True, text=True
         )
     except subprocess.CalledProcessError as e:
         detail = (e.stderr or "").strip().splitlines()[:1] or [f"exit code {e.returncode}"]
@@ -38,7 +40,7 @@ def image_inputs(configs: list[ImageConfig]) -> dict[str, tuple[str, ...]]:
 
 
 def select_images(
-    since: str, configs: list[ImageConfig], force_all: bool = False, commit_message: str = "", repo: Path = REPO_ROOT
+    since: str, configs: list[ImageConfig], force_all: bool = False, commit_message: str = "", repo: Path | None = None
 ) -> list[str]:
     """The images CI builds: all when forced, on [rebuild] in the commit message, or when
     there is no previous state (a new branch: GitHub's all-zero `before`); else the affected."""

@@ -10,9 +10,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from buildtools.errors import ConfigError
-from buildtools.settings import REPO_ROOT
+from buildtools.settings import DATA_ROOT
 
-IMAGES_DIR = REPO_ROOT / "images"
+IMAGES_DIR = DATA_ROOT / "images"
 DEFINITION_FILE = "image.toml"
 
 # Every platform the project builds for, with the Debian architecture of each.
@@ -88,9 +88,9 @@ class ImageConfig(Strict):
 
     @property
     def dockerfile_path(self) -> str:
-        """The Dockerfile, relative to the repository root when it is inside it."""
+        """The Dockerfile, relative to the build context (the data root) when it is inside it."""
         path = (self.directory / self.dockerfile).resolve()
-        return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+        return str(path.relative_to(DATA_ROOT)) if path.is_relative_to(DATA_ROOT) else str(path)
 
     def resolved_tags(self) -> list[str]:
         return [tag.format(**self.versions) for tag in self.tags]
@@ -101,7 +101,7 @@ class ImageConfig(Strict):
 
 
 def images_dir_default() -> Path:
-    """images/ of this checkout, or $MINIMALDASK_IMAGES_DIR (image definitions kept elsewhere)."""
+    """images/ of this checkout or wheel, or $MINIMALDASK_IMAGES_DIR (image definitions kept elsewhere)."""
     return Path(os.environ.get("MINIMALDASK_IMAGES_DIR") or IMAGES_DIR)
 
 

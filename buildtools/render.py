@@ -17,12 +17,10 @@ import jinja2
 import yaml
 
 from buildtools import specs
+from buildtools.settings import DATA_ROOT
 from buildtools.specs import ClusterSpec, PrepullSpec
 
-# In an installed wheel the templates are buildtools/manifests (pyproject force-includes them);
-# in a checkout they are the top-level manifests/.
-_PACKAGED = Path(__file__).resolve().parent / "manifests"
-MANIFESTS_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "manifests"
+MANIFESTS_DIR = DATA_ROOT / "manifests"
 
 DEFAULT_RBAC_NAME = "minimaldask-deployer"
 

@@ -1,14 +1,42 @@
-"""Machine-wide defaults (registry, cache, mirror): env/defaults.env, overridden by the environment."""
+"""Machine-wide defaults (registry, cache, mirror): env/defaults.env, overridden by the environment;
+and where the data the package reads at runtime is (a checkout, or the copies in a wheel)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
+from buildtools.errors import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_DIR = REPO_ROOT / "env"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def find_data_root() -> Path:
+    """The folder holding env/, images/, manifests/ and the build context's entrypoint.sh.
+
+    The repository has the only copy; a wheel ships copies inside the package (pyproject's
+    force-include), found through importlib.resources. An installed package is a folder, so
+    the resource is a real path, which jinja2's loader, the image glob and buildx need.
+    """
+    package = resources.files("buildtools")
+    if isinstance(package, Path) and (package / "env" / "defaults.env").is_file():
+        return package
+    return REPO_ROOT
+
+
+DATA_ROOT = find_data_root()
+ENV_DIR = DATA_ROOT / "env"
+
+
+def checkout_root(needed_for: str) -> Path:
+    """The git checkout buildtools runs from; an installed wheel has none."""
+    if DATA_ROOT != REPO_ROOT:
+        raise ConfigError(f"{needed_for} needs a checkout of the repository (this buildtools is installed)")
+    return REPO_ROOT
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -20,6 +48,23 @@ def read_env_file(path: Path) -> dict[str, str]:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     return values
+
+
+def writable(path: Path) -> bool:
+    """Whether this user can write to path, or create it: the nearest existing folder decides."""
+    # os.path.exists, unlike Path.exists, answers False below a folder this user cannot enter.
+    existing = next(parent for parent in (path, *path.parents) if os.path.exists(parent))
+    return existing.is_dir() and os.access(existing, os.W_OK)
+
+
+def cache_dir(environ: Mapping[str, str], default: Path) -> Path:
+    """$MINIMALDASK_CACHE as given; else the machine-wide default, unless this user cannot
+    write there (a CI runner is not root): then the user's own cache."""
+    if environ.get("MINIMALDASK_CACHE"):
+        return Path(environ["MINIMALDASK_CACHE"])
+    if writable(default):
+        return default
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minimaldask"
 
 
 @dataclass(frozen=True)
@@ -41,7 +86,7 @@ class Settings:
             return os.environ.get(key) or defaults[key]
 
         return cls(
-            cache_dir=Path(get("MINIMALDASK_CACHE")),
+            cache_dir=cache_dir(os.environ, Path(defaults["MINIMALDASK_CACHE"])),
             registry=get("MINIMALDASK_REGISTRY"),
             debian_mirror=get("MINIMALDASK_DEBIAN_MIRROR"),
         )
