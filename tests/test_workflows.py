@@ -3,17 +3,26 @@ they compute is the one buildtools plans.
 
 The matrix tests run the workflow's own selection step (its `run:` script, taken from
 images.yml) in a throwaway git repository holding a copy of buildtools and images/, the
-way the `plan` job runs it on a GitHub runner.
+way the `plan` job runs it on a GitHub runner. The build job's build step runs the same
+way, against the local engine, as an unprivileged user like GitHub's `runner`.
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +30,9 @@ import pytest
 import yaml
 
 from buildtools.config import KNOWN_PLATFORMS, image_names, load_images
-from buildtools.plan import RUNNERS
+from buildtools.plan import RUNNERS, make_plan
+from buildtools.registry import Registry
+from buildtools.settings import ENV_DIR, Settings, read_env_file
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -32,6 +43,8 @@ NO_COMMIT = "0" * 40
 # The image the sandbox adds next to the real ones, so "only debian" means something.
 EXTRA_IMAGE = "extra"
 OWNER = "SomeOwner"
+# How GitHub runs a `run:` step on Linux: shell bash, `bash --noprofile --norc -eo pipefail {0}`.
+GITHUB_BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail"]
 
 
 def actionlint() -> Path:
@@ -103,9 +116,12 @@ def check_jobs(matrix: list[dict[str, Any]]) -> None:
 # --- the workflow's selection step, run in a sandbox repository -----------------------
 
 
+def job_steps(job: str) -> list[dict[str, Any]]:
+    return list(yaml.safe_load(IMAGES_WORKFLOW.read_text())["jobs"][job]["steps"])
+
+
 def select_step() -> dict[str, Any]:
-    workflow = yaml.safe_load(IMAGES_WORKFLOW.read_text())
-    (step,) = [step for step in workflow["jobs"]["plan"]["steps"] if step.get("id") == "select"]
+    (step,) = [step for step in job_steps("plan") if step.get("id") == "select"]
     return step
 
 
@@ -196,9 +212,8 @@ class Sandbox:
         }
         script = self.runner_temp / "select.sh"
         script.write_text(step["run"])
-        # How GitHub runs a `run:` step on Linux: shell bash, `bash --noprofile --norc -eo pipefail {0}`.
         result = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+            [*GITHUB_BASH, str(script)],
             cwd=self.root,
             env=env,
             capture_output=True,
@@ -309,3 +324,162 @@ def test_targets_carry_refs_and_digest_slugs_per_image(sandbox: Sandbox) -> None
         assert target["repository"] == f"{registry}/{config.repository}"
         assert target["refs"].split() == [f"{target['repository']}:{tag}" for tag in config.resolved_tags()]
         assert target["slugs"].split() == [job["slug"] for job in matrix if job["image"] == target["image"]]
+
+
+# --- the build job's build step, run as an unprivileged user --------------------------
+
+# The engine env/bootstrap.sh starts listens here (root:root, mode 0660).
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+FIXTURES = REPO / "tests" / "fixtures" / "images"
+MACHINE_CACHE = Path(read_env_file(ENV_DIR / "defaults.env")["MINIMALDASK_CACHE"])
+# What cannot run here, and what stands in for it; each must occur once in the step.
+STEP_SUBSTITUTES = {
+    "--base upstream": "--base mirror",  # no upstream registry is reachable: the offline base mirror
+    '--cache-scope "$SLUG"': "",  # the GHA cache needs GitHub's runtime token: the engine's build cache
+}
+
+
+def build_step() -> dict[str, Any]:
+    (step,) = [step for step in job_steps("build") if step.get("name", "").startswith("Build ")]
+    return step
+
+
+def size_table_step() -> dict[str, Any]:
+    (step,) = [step for step in job_steps("build") if step.get("name") == "Size table"]
+    return step
+
+
+def local_script(step: dict[str, Any]) -> str:
+    script = str(step["run"])
+    for text, substitute in STEP_SUBSTITUTES.items():
+        assert script.count(text) == 1, f"the build step no longer has {text!r} once; update this test"
+        script = script.replace(text, substitute)
+    return script
+
+
+@dataclass(frozen=True)
+class RunnerUser:
+    """An unprivileged user with a home, a runner temp directory and a workspace of its own."""
+
+    name: str
+    uid: int
+    home: Path
+    bin_dir: Path  # what a runner's PATH adds: buildtools
+    runner_temp: Path
+    workspace: Path
+
+    def run_step(self, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """Run a `run:` script as this user, in the workspace, with only env and what a runner sets."""
+        path = self.runner_temp / f"step-{uuid.uuid4().hex[:8]}.sh"
+        path.write_text(script)
+        base_env = {
+            "HOME": str(self.home),
+            "USER": self.name,
+            "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "RUNNER_TEMP": str(self.runner_temp),
+        }
+        assignments = [f"{key}={value}" for key, value in {**base_env, **env}.items()]
+        return subprocess.run(
+            ["runuser", "-u", self.name, "--", "env", "-i", *assignments, *GITHUB_BASH, str(path)],
+            cwd=self.workspace,
+            capture_output=True,
+            text=True,
+        )
+
+
+def install_buildtools(bin_dir: Path) -> None:
+    """What `pip install -e .` gives the runner: a `buildtools` command. This venv's interpreter
+    may live where only root can reach it (pyenv under /root, mode 0700), so the command runs
+    the venv's packages with the system's Python of the same minor version."""
+    python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not python.is_file():
+        pytest.fail(f"{python} is missing: the runner user needs a Python of the venv's version it may run")
+    search_path = os.pathsep.join([str(REPO), sysconfig.get_path("purelib")])
+    command = bin_dir / "buildtools"
+    command.write_text(f'#!/bin/sh\nPYTHONPATH="{search_path}" exec "{python}" -m buildtools "$@"\n')
+    command.chmod(0o755)
+
+
+def run_as_root(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True)
+
+
+@pytest.fixture
+def runner_user() -> Iterator[RunnerUser]:
+    """A throwaway system user that may use the engine, like the runner user in group `docker`:
+    a throwaway group owns the docker socket for the test's duration. All undone afterwards."""
+    if os.geteuid() != 0:
+        pytest.fail("creating a user takes root (the project's machines run the suite as root)")
+    name = f"mdrunner-{uuid.uuid4().hex[:8]}"
+    group = f"{name}-docker"
+    with ExitStack() as undo:
+        base = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        undo.callback(shutil.rmtree, base)
+        run_as_root("groupadd", "--system", group)
+        undo.callback(run_as_root, "groupdel", group)
+        home = base / "home"
+        run_as_root(
+            "useradd", "--system", "--user-group", "--groups", group, "--create-home", "--home-dir", str(home), name
+        )
+        undo.callback(run_as_root, "userdel", name)
+        account = pwd.getpwnam(name)
+        user = RunnerUser(name, account.pw_uid, home, base / "bin", base / "temp", base / "workspace")
+        for directory in (base, user.runner_temp, user.workspace):
+            directory.mkdir(exist_ok=True)
+            os.chown(directory, account.pw_uid, account.pw_gid)
+        user.bin_dir.mkdir()  # root's, like a runner's tool cache
+        install_buildtools(user.bin_dir)
+        socket_gid = DOCKER_SOCKET.stat().st_gid
+        os.chown(DOCKER_SOCKET, -1, grp.getgrnam(group).gr_gid)
+        undo.callback(os.chown, DOCKER_SOCKET, -1, socket_gid)
+        yield user
+
+
+def files_owned_by(uid: int, root: Path) -> list[str]:
+    result = subprocess.run(["find", str(root), "-uid", str(uid)], check=True, capture_output=True, text=True)
+    return result.stdout.split()
+
+
+@pytest.mark.engine
+def test_build_step_runs_as_an_unprivileged_user(
+    runner_user: RunnerUser, registry: Registry, settings: Settings
+) -> None:
+    """The build job's build step, taken from images.yml, for the tiny fixture on linux/amd64
+    as a pull request runs it (PUSH=false); then the size table step.
+
+    Unlike on GitHub: the base is the offline mirror and the GHA cache is left out
+    (STEP_SUBSTITUTES); the registry is the local one; the builder is the engine's own, since
+    setup-buildx-action's docker-container builder needs the BuildKit image from Docker Hub.
+    That is also why the push branch (PUSH=true) does not run: the engine's builder cannot
+    push by digest. And the step runs in a workspace of the user's instead of a checkout of
+    its own (it builds from this checkout, which everyone may read).
+    """
+    plan = make_plan(load_images(["tiny"], FIXTURES), settings.registry, "mirror", ["linux/amd64"])
+    (job,) = plan.matrix()
+    step = build_step()
+    assert set(step["env"]) == {"IMAGE", "PLATFORM", "SLUG", "REGISTRY"}, "the step's env changed; update this test"
+    env = {
+        "IMAGE": job["image"],
+        "PLATFORM": job["platform"],
+        "SLUG": job["slug"],
+        "REGISTRY": settings.registry,
+        "PUSH": "false",
+        "MINIMALDASK_IMAGES_DIR": str(FIXTURES),
+    }
+    result = runner_user.run_step(local_script(step), env)
+    assert result.returncode == 0, f"build step failed:\n{result.stdout}{result.stderr}"
+
+    report = json.loads((runner_user.workspace / "report.json").read_text())
+    ((platform,),) = [image["platforms"] for image in report["images"] if image["image"] == job["image"]]
+    assert platform["platform"] == job["platform"] and platform["over_budget"] == []
+    assert not (runner_user.workspace / "digest.txt").exists()  # a pull request pushes nothing
+    # The machine-wide cache is root's: the user's builds keep their logs and caches at home.
+    assert files_owned_by(runner_user.uid, MACHINE_CACHE) == []
+    logs = {Path(line.removeprefix("build log: ")) for line in result.stderr.splitlines() if "build log: " in line}
+    assert [log.is_relative_to(runner_user.home) and log.owner() == runner_user.name for log in logs] == [True]
+
+    summary = runner_user.run_step(
+        size_table_step()["run"], {"GITHUB_STEP_SUMMARY": str(runner_user.runner_temp / "summary")}
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert job["platform"] in (runner_user.runner_temp / "summary").read_text()
