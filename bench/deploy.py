@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client
 
-from buildtools.deploy import delete_dask_cluster, start_dask_cluster
+from buildtools.cluster.deploy import delete_dask_cluster, start_dask_cluster
 from tests.k8s_cluster import add_fake_node, api_client, start_cluster, stop_cluster
 
 IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"

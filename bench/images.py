@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from python_on_whales import docker
 
-from buildtools.build import BuildOptions, build_plan
-from buildtools.config import load_images
-from buildtools.plan import make_plan
+from buildtools.images.build import BuildOptions, build_plan
+from buildtools.images.config import load_images
+from buildtools.images.plan import make_plan
 from buildtools.settings import Settings
 from tests.conftest import free_port, platform_env
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client
 
-from buildtools.registry import Registry, split_ref
+from buildtools.images.registry import Registry, split_ref
 from buildtools.settings import REPO_ROOT, Settings
 from tests.k8s_cluster import api_client
 

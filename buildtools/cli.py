@@ -15,13 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from buildtools import engine, report
-from buildtools.build import BuildOptions, build_plan
-from buildtools.changed import select_images
-from buildtools.config import load_image, load_images
 from buildtools.errors import BudgetExceeded, ConfigError, MinimalDaskError
-from buildtools.mirror import ensure_mirror, mirror_ref
-from buildtools.plan import BASE_MODES, BaseMode, Plan, make_plan
+from buildtools.images import engine, report
+from buildtools.images.build import BuildOptions, build_plan
+from buildtools.images.changed import select_images
+from buildtools.images.config import load_image, load_images
+from buildtools.images.mirror import ensure_mirror, mirror_ref
+from buildtools.images.plan import BASE_MODES, BaseMode, Plan, make_plan
 from buildtools.settings import Settings
 
 # No no_args_is_help: typer would print the whole help as an error; a bare `buildtools` is a
@@ -147,7 +147,7 @@ def build(
         use_cache=not no_cache,
         cache_scope=cache_scope,
     )
-    from buildtools.build import log_file
+    from buildtools.images.build import log_file
 
     # Also with --quiet: when a build fails, its log is where the reason is.
     for target in resolved.targets:
@@ -206,7 +206,7 @@ def render_cluster_command(
     service_type: Annotated[str, typer.Option(help="ClusterIP, NodePort or LoadBalancer.")] = "ClusterIP",
 ) -> None:
     """The scheduler Service and Deployment and the worker Deployment."""
-    from buildtools import render, specs
+    from buildtools.cluster import render, specs
 
     spec = specs.ClusterSpec(
         name=name,
@@ -225,7 +225,7 @@ def render_prepuller_command(
     namespace: NamespaceOpt = "default",
 ) -> None:
     """The image prepuller DaemonSet."""
-    from buildtools import render, specs
+    from buildtools.cluster import render, specs
 
     print(
         render.to_yaml(render.render_prepuller(specs.PrepullSpec(name=name, namespace=namespace, images=tuple(image)))),
@@ -239,7 +239,7 @@ def render_rbac_command(
     tls_secret: Annotated[str | None, typer.Option(help="Also allow reading this TLS Secret.")] = None,
 ) -> None:
     """The ServiceAccount, Role and RoleBinding the deploy needs (docs/RBAC.md)."""
-    from buildtools import render
+    from buildtools.cluster import render
 
     print(render.to_yaml(render.render_rbac(namespace, tls_secret=tls_secret)), end="")
 
@@ -257,7 +257,7 @@ def up(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Start (or update) a Dask cluster on Kubernetes and print where it is."""
-    from buildtools.deploy import start_dask_cluster
+    from buildtools.cluster.deploy import start_dask_cluster
 
     cluster = start_dask_cluster(
         name, namespace, image=image, n_workers=workers, timeout=timeout, kubeconfig=kubeconfig, on_progress=progress
@@ -266,7 +266,7 @@ def up(
     table.add_column("scheduler (in cluster)")
     table.add_column("dashboard (in cluster)")
     table.add_column("workers")
-    from buildtools import specs
+    from buildtools.cluster import specs
 
     table.add_row(
         specs.scheduler_address(cluster.spec),
@@ -283,7 +283,7 @@ def down(
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Delete everything a Dask cluster created (idempotent)."""
-    from buildtools.deploy import delete_dask_cluster
+    from buildtools.cluster.deploy import delete_dask_cluster
 
     count = delete_dask_cluster(name, namespace, kubeconfig=kubeconfig, on_progress=progress)
     out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)

@@ -77,9 +77,8 @@ stop_engine() {
     fi
     stop_all "dockerd" "dockerd *"
     stop_all "containerd" "containerd --config /var/run/docker/*"
-    for m in $(awk '$2 ~ "^/(var/lib|run)/(docker|containerd)" { print $2 }' /proc/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
+    awk '$2 ~ "^/(var/lib|run)/(docker|containerd)" { print $2 }' /proc/mounts | sort -r |
+        while read -r m; do umount -l "$m" 2>/dev/null || true; done
     # The engine's state and the bridge it created.
     rm -rf /var/lib/docker /var/lib/containerd /run/docker /var/run/docker.sock /run/containerd
     if ip link show docker0 >/dev/null 2>&1; then ip link del docker0 || true; fi

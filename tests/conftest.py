@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import engine
-from buildtools.build import BuildOptions, TargetResult, build_plan
-from buildtools.config import load_images
 from buildtools.errors import MinimalDaskError
-from buildtools.plan import make_plan
-from buildtools.registry import Registry
+from buildtools.images import engine
+from buildtools.images.build import BuildOptions, TargetResult, build_plan
+from buildtools.images.config import load_images
+from buildtools.images.plan import make_plan
+from buildtools.images.registry import Registry
 from buildtools.settings import Settings
 
 

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 import yaml
 
-from buildtools.config import KNOWN_PLATFORMS, image_names, load_images
-from buildtools.plan import RUNNERS, make_plan
-from buildtools.registry import Registry
+from buildtools.images.config import KNOWN_PLATFORMS, image_names, load_images
+from buildtools.images.plan import RUNNERS, make_plan
+from buildtools.images.registry import Registry
 from buildtools.settings import ENV_DIR, Settings, read_env_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -258,7 +258,7 @@ def test_image_change_builds_only_that_image(sandbox: Sandbox) -> None:
     assert outputs["push"] == "true"
 
 
-@pytest.mark.parametrize("shared", ["entrypoint.sh", ".dockerignore", "images/strip.sh", "buildtools/plan.py"])
+@pytest.mark.parametrize("shared", ["entrypoint.sh", ".dockerignore", "images/strip.sh", "buildtools/images/plan.py"])
 def test_shared_input_change_builds_all(sandbox: Sandbox, shared: str) -> None:
     before, _ = sandbox.change(shared)
     outputs = sandbox.run_select(BEFORE=before, HEAD_MESSAGE="shared change")

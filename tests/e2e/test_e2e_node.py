@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import specs
-from buildtools.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
-from buildtools.errors import ImagePullError, RegistryError
-from buildtools.kube import Kube
-from buildtools.registry import Registry
+from buildtools.cluster import specs
+from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
+from buildtools.cluster.kube import Kube
+from buildtools.errors import ImagePullError
 from buildtools.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.node
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.node
 NODE_SCRIPT = REPO_ROOT / "env" / "k8s-node.sh"
 NODE_NAME = "minimaldask-e2e"
 NAMESPACE = "e2e"
-DEBIAN_TAG = "minimaldask/debian:2026.8.0-py3.13"
 START_TIMEOUT = 600.0
 
 
@@ -105,15 +103,9 @@ def kube(node: Node) -> Kube:
 
 
 @pytest.fixture(scope="session")
-def debian_ref() -> str:
-    """The Debian image in the local registry (built by `make images`; not rebuilt here)."""
-    registry = Settings.load().registry
-    repository, tag = DEBIAN_TAG.split(":")
-    try:
-        Registry(registry).manifest(repository, tag)
-    except (KeyError, RegistryError) as e:
-        pytest.fail(f"{registry}/{DEBIAN_TAG} is not in the local registry ({e}): run `make images`", pytrace=False)
-    return f"{registry}/{DEBIAN_TAG}"
+def debian_ref(debian_image: str) -> str:
+    """The Debian image from the plan, in the local registry (built by the suite when missing)."""
+    return debian_image
 
 
 @pytest.fixture(scope="module")

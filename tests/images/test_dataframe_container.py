@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from python_on_whales import docker
 
-from buildtools.config import load_image
+from buildtools.images.config import load_image
 from tests.conftest import platform_env
 
 pytestmark = pytest.mark.images

@@ -9,7 +9,7 @@ import pytest
 import testinfra
 from python_on_whales import Container, docker
 
-from buildtools.config import load_image
+from buildtools.images.config import load_image
 from tests.conftest import platform_env
 
 pytestmark = pytest.mark.images

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.config import IMAGES_DIR, image_names, load_image
+from buildtools.images.config import IMAGES_DIR, image_names, load_image
 from buildtools.settings import REPO_ROOT
 
 ENTRYPOINT_SCRIPT = "/usr/local/bin/entrypoint.sh"

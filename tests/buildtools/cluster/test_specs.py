@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from buildtools import specs
+from buildtools.cluster import specs
+from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources
 from buildtools.errors import ConfigError
-from buildtools.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources
 
 IMAGE = "registry.example:5000/minimaldask/debian:2026.8.0"
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from buildtools.config import load_images
 from buildtools.errors import ConfigError
-from buildtools.plan import make_plan
+from buildtools.images.config import load_images
+from buildtools.images.plan import make_plan
 
 
 def test_plan_covers_every_image_and_platform_with_upstream_bases() -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from buildtools.config import ImageConfig
 from buildtools.errors import ConfigError
+from buildtools.images.config import ImageConfig
 
 BaseMode = Literal["upstream", "mirror"]
 BASE_MODES: tuple[BaseMode, ...] = ("upstream", "mirror")

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from buildtools.build import BuildOptions, TargetResult, build_plan, build_target, log_file
-from buildtools.config import load_images
-from buildtools.plan import make_plan
-from buildtools.registry import Registry
+from buildtools.images.build import BuildOptions, TargetResult, build_plan, build_target, log_file
+from buildtools.images.config import load_images
+from buildtools.images.plan import make_plan
+from buildtools.images.registry import Registry
+from buildtools.images.sizes import RegistrySource, measure
 from buildtools.settings import Settings
-from buildtools.sizes import RegistrySource, measure
 
 pytestmark = pytest.mark.engine
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "images"
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 # Markers standing for a CA bundle, an index credential and a proxy credential.
 CA_MARKER = "MINIMALDASK-TEST-CA-7f3a9c"

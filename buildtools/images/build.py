@@ -11,15 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from buildtools import engine
-from buildtools.budgets import Verdict, judge
-from buildtools.config import Budget
 from buildtools.errors import ConfigError
-from buildtools.plan import Plan, Target
-from buildtools.progress import BuildProgress
-from buildtools.registry import Registry, split_ref
+from buildtools.images import engine
+from buildtools.images.budgets import Verdict, judge
+from buildtools.images.config import Budget
+from buildtools.images.plan import Plan, Target
+from buildtools.images.progress import BuildProgress
+from buildtools.images.registry import Registry, split_ref
+from buildtools.images.sizes import (
+    ContentSource,
+    LayerSizeCache,
+    OciLayoutSource,
+    PlatformSize,
+    RegistrySource,
+    measure,
+)
 from buildtools.settings import DATA_ROOT, Settings
-from buildtools.sizes import ContentSource, LayerSizeCache, OciLayoutSource, PlatformSize, RegistrySource, measure
 
 OutputMode = Literal["push", "push-by-digest", "load", "oci"]
 # Proxy settings reach RUN steps as BuildKit's predefined build arguments, which stay out

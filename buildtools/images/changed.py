@@ -5,13 +5,29 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from buildtools.config import ImageConfig
 from buildtools.errors import ConfigError
-from buildtools.settings import checkout_root
+from buildtools.images.config import ImageConfig
+from buildtools.settings import DATA_ROOT, REPO_ROOT, checkout_root
 
-# Files every image is built from, or that decide how it is built.
 REBUILD_MARKER = "[rebuild]"
-SHARED_INPUTS = ("entrypoint.sh", ".dockerignore", "images/strip.sh", "buildtools/plan.py", "buildtools/config.py")
+# The code that decides how images are built: this subpackage, whatever its modules are called.
+IMAGE_FLOW = Path(__file__).resolve().parent.relative_to(REPO_ROOT).as_posix()
+
+
+def context_files(dockerignore: Path = DATA_ROOT / ".dockerignore") -> tuple[str, ...]:
+    """The files outside images/ that .dockerignore lets into every build context."""
+    entries = [line.strip()[1:] for line in dockerignore.read_text().splitlines() if line.strip().startswith("!")]
+    return tuple(entry for entry in entries if not entry.endswith("/"))
+
+
+def is_shared_input(path: str, context: tuple[str, ...]) -> bool:
+    """A change to it affects every image: the context every build gets, a file that images/
+    holds for all image folders (strip.sh), or the image flow's own code."""
+    return (
+        path in (".dockerignore", *context)
+        or (path.startswith("images/") and path.count("/") == 1)
+        or path.startswith(f"{IMAGE_FLOW}/")
+    )
 
 
 def changed_paths(since: str, repo: Path | None = None) -> list[str]:
@@ -29,7 +45,8 @@ def changed_paths(since: str, repo: Path | None = None) -> list[str]:
 
 def affected_images(paths: list[str], inputs: dict[str, tuple[str, ...]]) -> list[str]:
     """Pure: the images (keys of `inputs`: image -> its folders) whose inputs changed."""
-    if any(path in SHARED_INPUTS for path in paths):
+    context = context_files()
+    if any(is_shared_input(path, context) for path in paths):
         return list(inputs)
     return [name for name, folders in inputs.items() if any(path.startswith(folders) for path in paths)]
 

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from kubernetes import client
 
-from buildtools import specs
-from buildtools.deploy import delete_dask_cluster, prepull_images, start_dask_cluster
+from buildtools.cluster import specs
+from buildtools.cluster.deploy import delete_dask_cluster, prepull_images, start_dask_cluster
+from buildtools.cluster.kube import Kube
+from buildtools.cluster.render import render_rbac
+from buildtools.cluster.waits import rollout_state, wait_until
 from buildtools.errors import ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
-from buildtools.kube import Kube
-from buildtools.render import render_rbac
-from buildtools.waits import rollout_state, wait_until
 from tests.k8s_cluster import add_fake_node, api_client, delete_fake_node, start_cluster, stop_cluster
 
 pytestmark = pytest.mark.k8s

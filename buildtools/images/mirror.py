@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildtools import engine
-from buildtools.config import DEBIAN_ARCH, Mirror
 from buildtools.errors import ConfigError, MinimalDaskError
-from buildtools.registry import Registry, split_ref
+from buildtools.images import engine
+from buildtools.images.config import DEBIAN_ARCH, Mirror
+from buildtools.images.registry import Registry, split_ref
 from buildtools.settings import Settings
 
 Progress = Callable[[str], None]

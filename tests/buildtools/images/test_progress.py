@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from buildtools.progress import BuildProgress, Step
+from buildtools.images.progress import BuildProgress, Step
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 SECRETS_STEP = 'RUN echo "ca bundle bytes: $(cat /run/secrets/ca 2>/dev/n...'
 BASE = "FROM 127.0.0.1:5000/minimaldask/debian-base:trixie"
 

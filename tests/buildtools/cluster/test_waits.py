@@ -3,8 +3,8 @@ returns them (a kwok node cannot pull or crash, so these states are written out 
 
 import pytest
 
+from buildtools.cluster.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 from buildtools.errors import CrashLoopError, ImagePullError, WaitTimeout
-from buildtools.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 
 
 def pod(waiting_reason: str, message: str = "", init: bool = False) -> dict:

@@ -6,8 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
-from buildtools.budgets import MB, Verdict
-from buildtools.build import TargetResult
+from buildtools.images.budgets import MB, Verdict
+from buildtools.images.build import TargetResult
 
 
 def _mb(value: int) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 import jinja2
 import yaml
 
-from buildtools import specs
+from buildtools.cluster import specs
+from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.settings import DATA_ROOT
-from buildtools.specs import ClusterSpec, PrepullSpec
 
 MANIFESTS_DIR = DATA_ROOT / "manifests"
 

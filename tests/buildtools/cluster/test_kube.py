@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+from buildtools.cluster.kube import Kube, PortForward
 from buildtools.errors import DeployError
-from buildtools.kube import Kube, PortForward
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from buildtools.registry import Registry, split_ref
+from buildtools.images.registry import Registry, split_ref
 
 ATTESTATION = "attestation-manifest"
 

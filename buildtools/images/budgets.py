@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buildtools.config import Budget
-from buildtools.sizes import PlatformSize
+from buildtools.images.config import Budget
+from buildtools.images.sizes import PlatformSize
 
 MB = 1_000_000
 

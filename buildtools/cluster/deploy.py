@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from buildtools import specs
+from buildtools.cluster import specs
+from buildtools.cluster.kube import Kube, PortForward, in_cluster
+from buildtools.cluster.render import render_cluster, render_prepuller
+from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec
+from buildtools.cluster.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError, WaitTimeout
-from buildtools.kube import Kube, PortForward, in_cluster
-from buildtools.render import render_cluster, render_prepuller
-from buildtools.specs import ClusterResources, ClusterSpec, PrepullSpec
-from buildtools.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 
 Progress = Callable[[str], None]
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their

@@ -1,8 +1,8 @@
 """Budget verdicts are a pure comparison (no engine)."""
 
-from buildtools.budgets import judge
-from buildtools.config import Budget
-from buildtools.sizes import LayerSize, PlatformSize
+from buildtools.images.budgets import judge
+from buildtools.images.config import Budget
+from buildtools.images.sizes import LayerSize, PlatformSize
 
 
 def size(platform: str, *layers: tuple[str, int, int]) -> PlatformSize:

@@ -1,7 +1,7 @@
 """What a Dask cluster on Kubernetes is made of: validated specs, names, labels and addresses.
 
 Pure: nothing here talks to Kubernetes. Every spec is checked when it is built, so a bad
-option fails with a one-line ConfigError before anything is created. `buildtools.render`
+option fails with a one-line ConfigError before anything is created. `buildtools.cluster.render`
 turns the specs into manifests; the deploy code applies them.
 """
 

@@ -11,9 +11,9 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from buildtools import render, specs
+from buildtools.cluster import render, specs
+from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.errors import ConfigError
-from buildtools.specs import ClusterSpec, PrepullSpec
 
 # The nearest schema to the test control plane's Kubernetes (env/versions.env: v1.33.x) that
 # kubernetes-validate ships: it has 1.33 itself.

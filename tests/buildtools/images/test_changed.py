@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.changed import affected_images, changed_paths, image_inputs
-from buildtools.config import load_images
 from buildtools.errors import ConfigError
+from buildtools.images.changed import affected_images, changed_paths, context_files, image_inputs
+from buildtools.images.config import load_images
 
 IMAGES = ["alpine", "debian", "rapids"]
 INPUTS = {name: (f"images/{name}/",) for name in IMAGES}
@@ -46,6 +46,11 @@ def commit_change(repo: Path, path: str) -> None:
         ("entrypoint.sh", IMAGES),
         ("images/strip.sh", IMAGES),
         ("docs/PERFORMANCE.md", []),
+        # Any module of the image flow, also one added or renamed later; the cluster flow builds nothing.
+        ("buildtools/images/plan.py", IMAGES),
+        ("buildtools/images/a_module_added_later.py", IMAGES),
+        ("buildtools/cluster/deploy.py", []),
+        ("manifests/worker-deployment.yaml.j2", []),
     ],
 )
 def test_affected_images_from_a_real_diff(repo: Path, path: str, expected: list[str]) -> None:
@@ -73,3 +78,7 @@ def test_a_flavour_follows_the_dockerfile_it_builds() -> None:
 def test_unknown_ref_is_a_clear_error(repo: Path) -> None:
     with pytest.raises(ConfigError, match="cannot diff against 'no-such-ref'"):
         changed_paths("no-such-ref", repo)
+
+
+def test_the_build_context_outside_images_is_read_from_dockerignore() -> None:
+    assert context_files() == ("entrypoint.sh",)

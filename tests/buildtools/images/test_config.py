@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.config import image_names, load_image, load_images
 from buildtools.errors import ConfigError
+from buildtools.images.config import image_names, load_image, load_images
 
 VALID = """
 description = "fixture"
