@@ -168,8 +168,14 @@ def build_target(
     progress = BuildProgress(image=target.image, platform=target.platforms[0])
     metadata = settings.cache_dir / "metadata" / f"{target.image}.json"
     log = log_file(settings, target.image)
-    for directory in {metadata.parent, log.parent}:
-        directory.mkdir(parents=True, exist_ok=True)
+    try:
+        for directory in {metadata.parent, log.parent}:
+            directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write to the cache {settings.cache_dir} ({e.strerror}): "
+            "set MINIMALDASK_CACHE to a folder you can write"
+        ) from e
 
     started = time.monotonic()
     # Line-buffered, so that the log can be followed while the build runs.

@@ -189,3 +189,15 @@ def test_over_budget_fails_with_one_line_per_offender(registry: Registry, tmp_pa
     assert lines[0].startswith("tiny-overbudget linux/amd64: ")
     assert ", budget 5 MB, over by " in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_an_unwritable_cache_is_one_line_not_a_traceback(registry: Registry, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # nobody, root included, can create a folder below a regular file
+    result = buildtools_build("tiny", "--oci", str(tmp_path / "oci"), cache_dir=blocker / "cache")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write to the cache {blocker / 'cache'} (Not a directory): "
+        "set MINIMALDASK_CACHE to a folder you can write"
+    )
