@@ -6,6 +6,7 @@
 # Packages the set-up installed (one per line), so that uninstall removes exactly those.
 MINIMALDASK_STATE=${MINIMALDASK_STATE:-/var/lib/minimaldask}
 installed_packages=$MINIMALDASK_STATE/installed-packages
+apt_log=${apt_log:-${TMPDIR:-/tmp}/minimaldask-apt.log}
 
 say() { printf '%s: %s\n' "${tag:-env}" "$*" >&2; }
 die() {
@@ -32,6 +33,18 @@ is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; 
 
 installed_package_names() { dpkg-query -W -f '${db:Status-Status} ${Package}\n' 2>/dev/null | sed -n 's/^installed //p' | sort; }
 
+# apt_get ARGS...: apt-get -y -qq ARGS, logged to $apt_log, with no service started or stopped
+# by the packages' maintainer scripts (there is no init system to ask, and the set-up runs
+# its daemons itself).
+apt_get() {
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    status=0
+    DEBIAN_FRONTEND=noninteractive apt-get -y -qq "$@" >>"$apt_log" 2>&1 || status=$?
+    rm -f /usr/sbin/policy-rc.d
+    return "$status"
+}
+
 # apt_install PKG...: install what is missing (no services started by postinst scripts) and
 # record every package this added, dependencies included. Log: $apt_log.
 apt_install() {
@@ -42,20 +55,15 @@ apt_install() {
     [ -n "$missing" ] || return 0
     is_debian || die "cannot install$missing: not a Debian host; install them by hand"
     [ "$(id -u)" = 0 ] || die "installing$missing needs root"
-    apt_log=${apt_log:-${TMPDIR:-/tmp}/minimaldask-apt.log}
     say "installing$missing (log: $apt_log)"
     mkdir -p "$MINIMALDASK_STATE"
     before=$(installed_package_names)
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
     # shellcheck disable=SC2086  # word splitting of the package list is intended
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >>"$apt_log" 2>&1; then
+    if ! apt_get install --no-install-recommends $missing; then
         apt-get update -qq >>"$apt_log" 2>&1
         # shellcheck disable=SC2086
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >>"$apt_log" 2>&1 ||
-            { rm -f /usr/sbin/policy-rc.d; die "apt-get install$missing failed; see $apt_log"; }
+        apt_get install --no-install-recommends $missing || die "apt-get install$missing failed; see $apt_log"
     fi
-    rm -f /usr/sbin/policy-rc.d
     printf '%s\n' "$before" >"$MINIMALDASK_STATE/.before"
     installed_package_names | comm -13 "$MINIMALDASK_STATE/.before" - >>"$installed_packages"
     rm -f "$MINIMALDASK_STATE/.before"

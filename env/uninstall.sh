@@ -10,6 +10,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 tag=uninstall
+apt_log=${TMPDIR:-/tmp}/minimaldask-uninstall-apt.log
 # shellcheck source=env/defaults.sh
 . "$here/defaults.sh"
 # shellcheck source=env/lib.sh
@@ -111,10 +112,12 @@ remove_installed() {
         packages=$(sort -u "$installed_packages" | tr '\n' ' ')
         say "removing the packages the set-up installed: $packages"
         # shellcheck disable=SC2086  # one argument per package
-        DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq $packages >"$tmp/minimaldask-uninstall-apt.log" 2>&1 ||
-            die "apt-get purge failed; see $tmp/minimaldask-uninstall-apt.log"
+        apt_get purge $packages || die "apt-get purge failed; see $apt_log"
     fi
-    rm -f /etc/apt/sources.list.d/minimaldask-sid.sources /etc/apt/preferences.d/minimaldask-sid
+    if [ -f /etc/apt/sources.list.d/minimaldask-sid.sources ]; then
+        rm -f /etc/apt/sources.list.d/minimaldask-sid.sources /etc/apt/preferences.d/minimaldask-sid
+        apt-get update -qq >>"$apt_log" 2>&1 || say "apt-get update failed (Debian unstable's package lists may stay); see $apt_log"
+    fi
     rm -rf "$MINIMALDASK_STATE"
 }
 
