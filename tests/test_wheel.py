@@ -19,6 +19,8 @@ import pytest
 
 from buildtools.settings import REPO_ROOT, read_env_file
 
+pytestmark = pytest.mark.wheel
+
 
 def package_modules(path: Path) -> list[str]:
     """The package and its modules; __main__ is run by test_help, not imported."""

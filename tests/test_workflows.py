@@ -52,6 +52,7 @@ def actionlint() -> Path:
     return Path(result.stdout.strip())
 
 
+@pytest.mark.tools
 def test_actionlint_passes() -> None:
     binary = actionlint()
     if not os.access(binary, os.X_OK):

