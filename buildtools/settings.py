@@ -4,9 +4,10 @@ and where the data the package reads at runtime is (a checkout, or the copies in
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 from buildtools.errors import ConfigError
@@ -37,6 +38,21 @@ def checkout_root(needed_for: str) -> Path:
     if DATA_ROOT != REPO_ROOT:
         raise ConfigError(f"{needed_for} needs a checkout of the repository (this buildtools is installed)")
     return REPO_ROOT
+
+
+def pinned_dask_version() -> str:
+    """The distributed version this package pins (pyproject.toml; its metadata once installed):
+    the images' dask unless an image.toml says otherwise, so that client and cluster agree."""
+    pyproject = REPO_ROOT / "pyproject.toml"
+    if pyproject.is_file():
+        requirements = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    else:
+        requirements = metadata.requires("minimaldask") or []
+    for requirement in requirements:
+        name, separator, version = requirement.partition("==")
+        if name.strip() == "distributed" and separator:
+            return version.split(";")[0].strip()
+    raise ConfigError("minimaldask pins no distributed version (distributed==X in pyproject.toml)")
 
 
 def read_env_file(path: Path) -> dict[str, str]:

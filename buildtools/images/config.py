@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from buildtools.errors import ConfigError
-from buildtools.settings import DATA_ROOT
+from buildtools.settings import DATA_ROOT, pinned_dask_version
 
 IMAGES_DIR = DATA_ROOT / "images"
 DEFINITION_FILE = "image.toml"
@@ -63,6 +63,15 @@ class ImageConfig(Strict):
     base: Base
     versions: dict[str, str]
     budgets: dict[str, Budget]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dask_of_the_package(cls, data: dict[str, object]) -> dict[str, object]:
+        """[versions].dask defaults to the package's pin; an image pinned elsewhere (RAPIDS) says so."""
+        versions = data.get("versions")
+        if isinstance(versions, dict) and "dask" not in versions:
+            data = {**data, "versions": {"dask": pinned_dask_version(), **versions}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ImageConfig:

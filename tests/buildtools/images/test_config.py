@@ -82,3 +82,15 @@ def test_invalid_definitions_fail_with_one_clear_line(tmp_path: Path, change: tu
 def test_unknown_image_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown image 'nope' \(known: fixture\)"):
         load_image("nope", write_image(tmp_path, VALID))
+
+
+def test_images_take_the_dask_version_the_package_pins_unless_they_pin_their_own() -> None:
+    from importlib import metadata
+
+    from buildtools.settings import pinned_dask_version
+
+    pinned = pinned_dask_version()
+    assert pinned == metadata.version("distributed")  # what the locked venv runs: the client side
+    for name in ("debian", "debian-dataframe", "alpine"):
+        assert load_image(name).versions["dask"] == pinned
+    assert load_image("rapids").versions["dask"] != pinned  # RAPIDS pins its own dask
