@@ -51,7 +51,12 @@ def mirror(
     if config.base.mirror is None:
         raise ConfigError(f"image {image!r} has no offline base mirror (its base is {config.base.image})")
     result = ensure_mirror(config.base.mirror, platform or list(config.platforms), Settings.load(), progress)
-    out.print(f"{result.ref}  platforms: {', '.join(result.platforms)}  ({result.seconds:.0f} s)", highlight=False)
+    bootstrapped = ", ".join(result.built) or "none, all cached"
+    out.print(
+        f"{result.ref}  platforms: {', '.join(result.platforms)}  bootstrapped now: {bootstrapped}"
+        f"  ({result.seconds:.0f} s)",
+        highlight=False,
+    )
 
 
 @app.command()
