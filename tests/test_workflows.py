@@ -368,6 +368,7 @@ class RunnerUser:
     bin_dir: Path  # what a runner's PATH adds: buildtools
     runner_temp: Path
     workspace: Path
+    checkout: Path  # this checkout, where the user may read it
 
     def run_step(self, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         """Run a `run:` script as this user, in the workspace, with only env and what a runner sets."""
@@ -388,17 +389,31 @@ class RunnerUser:
         )
 
 
-def install_buildtools(bin_dir: Path) -> None:
-    """What `pip install -e .` gives the runner: a `buildtools` command. This venv's interpreter
-    may live where only root can reach it (pyenv under /root, mode 0700), so the command runs
-    the venv's packages with the system's Python of the same minor version."""
+def readable_mount(source: Path, target: Path, undo: ExitStack) -> Path:
+    """source, bind-mounted read-only at target: the runner user may not traverse the folders
+    above it (a clone under a mode 0700 mktemp folder, a venv under /root). Read-only, so
+    that removing the test's folder can never reach into the checkout."""
+    target.mkdir()
+    run_as_root("mount", "--bind", str(source), str(target))
+    undo.callback(run_as_root, "umount", str(target))
+    run_as_root("mount", "-o", "remount,bind,ro", str(target))
+    return target
+
+
+def install_buildtools(bin_dir: Path, mounts: Path, undo: ExitStack) -> Path:
+    """What `pip install -e .` gives the runner: a `buildtools` command, running this checkout
+    and this venv's packages with the system's Python of the same minor version (this venv's
+    interpreter may live where only root can reach it: pyenv under /root, mode 0700)."""
     python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
     if not python.is_file():
         pytest.fail(f"{python} is missing: the runner user needs a Python of the venv's version it may run")
-    search_path = os.pathsep.join([str(REPO), sysconfig.get_path("purelib")])
+    mounts.mkdir()
+    checkout = readable_mount(REPO, mounts / "checkout", undo)
+    packages = readable_mount(Path(sysconfig.get_path("purelib")), mounts / "site-packages", undo)
     command = bin_dir / "buildtools"
-    command.write_text(f'#!/bin/sh\nPYTHONPATH="{search_path}" exec "{python}" -m buildtools "$@"\n')
+    command.write_text(f'#!/bin/sh\nPYTHONPATH="{checkout}{os.pathsep}{packages}" exec "{python}" -m buildtools "$@"\n')
     command.chmod(0o755)
+    return checkout
 
 
 def run_as_root(*command: str) -> None:
@@ -424,12 +439,13 @@ def runner_user() -> Iterator[RunnerUser]:
         )
         undo.callback(run_as_root, "userdel", name)
         account = pwd.getpwnam(name)
-        user = RunnerUser(name, account.pw_uid, home, base / "bin", base / "temp", base / "workspace")
+        bin_dir = base / "bin"  # root's, like a runner's tool cache
+        bin_dir.mkdir()
+        checkout = install_buildtools(bin_dir, base / "mounts", undo)
+        user = RunnerUser(name, account.pw_uid, home, bin_dir, base / "temp", base / "workspace", checkout)
         for directory in (base, user.runner_temp, user.workspace):
             directory.mkdir(exist_ok=True)
             os.chown(directory, account.pw_uid, account.pw_gid)
-        user.bin_dir.mkdir()  # root's, like a runner's tool cache
-        install_buildtools(user.bin_dir)
         socket_gid = DOCKER_SOCKET.stat().st_gid
         os.chown(DOCKER_SOCKET, -1, grp.getgrnam(group).gr_gid)
         undo.callback(os.chown, DOCKER_SOCKET, -1, socket_gid)
@@ -453,7 +469,7 @@ def test_build_step_runs_as_an_unprivileged_user(
     setup-buildx-action's docker-container builder needs the BuildKit image from Docker Hub.
     That is also why the push branch (PUSH=true) does not run: the engine's builder cannot
     push by digest. And the step runs in a workspace of the user's instead of a checkout of
-    its own (it builds from this checkout, which everyone may read).
+    its own (it builds from this checkout, bind-mounted read-only where the user may read it).
     """
     plan = make_plan(load_images(["tiny"], FIXTURES), settings.registry, "mirror", ["linux/amd64"])
     (job,) = plan.matrix()
@@ -465,7 +481,7 @@ def test_build_step_runs_as_an_unprivileged_user(
         "SLUG": job["slug"],
         "REGISTRY": settings.registry,
         "PUSH": "false",
-        "MINIMALDASK_IMAGES_DIR": str(FIXTURES),
+        "MINIMALDASK_IMAGES_DIR": str(runner_user.checkout / FIXTURES.relative_to(REPO)),
     }
     result = runner_user.run_step(local_script(step), env)
     assert result.returncode == 0, f"build step failed:\n{result.stdout}{result.stderr}"

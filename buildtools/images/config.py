@@ -117,12 +117,14 @@ def images_dir_default() -> Path:
 def load_image(name: str, images_dir: Path | None = None) -> ImageConfig:
     images_dir = images_dir or images_dir_default()
     path = images_dir / name / DEFINITION_FILE
-    if not path.is_file():
-        known = ", ".join(image_names(images_dir)) or "none"
-        raise ConfigError(f"unknown image {name!r} (known: {known})")
     try:
+        if not path.is_file():
+            known = ", ".join(image_names(images_dir)) or "none"
+            raise ConfigError(f"unknown image {name!r} (known: {known})")
         data = tomllib.loads(path.read_text())
         return ImageConfig(name=name, directory=path.parent.resolve(), **data)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from e
     except ValidationError as e:
