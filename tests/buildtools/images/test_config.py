@@ -94,4 +94,3 @@ def test_images_take_the_dask_version_the_package_pins_unless_they_pin_their_own
     for name in ("debian", "debian-dataframe", "alpine"):
         assert load_image(name).versions["dask"] == pinned
     assert load_image("rapids").versions["dask"] != pinned  # RAPIDS pins its own dask
-
