@@ -7,7 +7,6 @@ Bad input fails before anything is created; a failed start removes what it creat
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from buildtools.cluster import specs
 from buildtools.cluster.kube import Kube, PortForward, in_cluster
 from buildtools.cluster.render import render_cluster, render_prepuller
 from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec
-from buildtools.cluster.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
+from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError, WaitTimeout
 
 Progress = Callable[[str], None]
@@ -33,16 +32,6 @@ def _quiet(_: str) -> None:
     pass
 
 
-class Deadline:
-    """One monotonic deadline shared by the steps of a wait."""
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.0, self.end - time.monotonic())
-
-
 def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
     """The pods of a component; raises at once on a failure that waiting cannot heal."""
     pods = kube.list("v1", "Pod", namespace, selector)
@@ -50,7 +39,7 @@ def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any
     def last_lines(pod: str, container: str) -> str:
         try:
             return kube.pod_log(namespace, pod, container, tail=20).rstrip()
-        except MinimalDaskError:
+        except DeployError:
             return ""
 
     for pod in pods:
@@ -66,7 +55,7 @@ def wait_rollout(
     name: str,
     namespace: str,
     selector: str,
-    timeout: float,
+    timeout: float | Deadline,
     progress: Progress,
 ) -> str:
     """Wait until a Deployment or DaemonSet is rolled out, failing fast on broken pods."""
@@ -104,8 +93,9 @@ class DaskCluster:
     def namespace(self) -> str:
         return self.spec.namespace
 
-    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        deadline = Deadline(timeout)
+    def wait(self, timeout: float | Deadline = DEFAULT_TIMEOUT) -> None:
+        """Until the scheduler and then the workers are rolled out, within one deadline."""
+        deadline = Deadline.of(timeout)
         for component in ("scheduler", "worker"):
             wait_rollout(
                 self.kube,
@@ -114,14 +104,14 @@ class DaskCluster:
                 specs.component_name(self.name, component),
                 self.namespace,
                 specs.label_selector(self.name, component),
-                deadline.left(),
+                deadline,
                 self.progress,
             )
 
     def _service(self) -> dict[str, Any]:
         service = self.kube.get("v1", "Service", specs.scheduler_service_name(self.name), self.namespace)
         if service is None:
-            raise MinimalDaskError(f"the scheduler Service of cluster {self.name} is gone")
+            raise DeployError(f"the scheduler Service of cluster {self.name} is gone")
         return service
 
     def _reach(self, port_name: str, port: int, scheme: str) -> str:
@@ -135,7 +125,7 @@ class DaskCluster:
             ingress = (service.get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
             address = ingress.get("ip") or ingress.get("hostname")
             if not address:
-                raise MinimalDaskError(f"the LoadBalancer of cluster {self.name} has no address yet")
+                raise DeployError(f"the LoadBalancer of cluster {self.name} has no address yet")
             return f"{scheme}://{address}:{service_port['port']}"
         if self.spec.service_type == "NodePort":
             return f"{scheme}://{self._node_address()}:{service_port['nodePort']}"
@@ -146,7 +136,7 @@ class DaskCluster:
         for pod in pods:
             if host_ip := pod.get("status", {}).get("hostIP"):
                 return str(host_ip)
-        raise MinimalDaskError(f"the scheduler pod of cluster {self.name} has no node yet")
+        raise DeployError(f"the scheduler pod of cluster {self.name} has no node yet")
 
     def _ready_scheduler_pod(self) -> str:
         pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
