@@ -211,9 +211,9 @@ def render_cluster_command(
     spec = specs.ClusterSpec(
         name=name,
         namespace=namespace,
-        image=image or specs.default_image(),
         n_workers=workers,
         service_type=service_type,
+        **({"image": image} if image else {}),
     )
     print(render.to_yaml(render.render_cluster(spec)), end="")
 
@@ -228,7 +228,7 @@ def render_prepuller_command(
     from buildtools.cluster import render, specs
 
     print(
-        render.to_yaml(render.render_prepuller(specs.PrepullSpec(name=name, namespace=namespace, images=tuple(image)))),
+        render.to_yaml(render.render_prepuller(specs.PrepullSpec(name=name, namespace=namespace, images=image))),
         end="",
     )
 
@@ -266,11 +266,11 @@ def up(
     table.add_column("scheduler (in cluster)")
     table.add_column("dashboard (in cluster)")
     table.add_column("workers")
-    from buildtools.cluster import specs
+    from buildtools.cluster import contract, labels
 
     table.add_row(
-        specs.scheduler_address(cluster.spec),
-        f"http://{specs.scheduler_service_name(name)}.{namespace}.svc:{specs.DASHBOARD_PORT}",
+        contract.scheduler_address(cluster.spec),
+        f"http://{labels.scheduler_service_name(name)}.{namespace}.svc:{contract.DASHBOARD_PORT}",
         str(workers),
     )
     out.print(table)

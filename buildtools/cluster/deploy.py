@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from buildtools.cluster import specs
+from buildtools.cluster import contract, labels
 from buildtools.cluster.kube import Kube, PortForward, in_cluster
+from buildtools.cluster.kubetypes import Count, DnsLabel, validate
 from buildtools.cluster.render import render_cluster, render_prepuller
 from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec
 from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
@@ -101,22 +102,22 @@ class DaskCluster:
                 self.kube,
                 "apps/v1",
                 "Deployment",
-                specs.component_name(self.name, component),
+                labels.component_name(self.name, component),
                 self.namespace,
-                specs.label_selector(self.name, component),
+                labels.label_selector(self.name, component),
                 deadline,
                 self.progress,
             )
 
     def _service(self) -> dict[str, Any]:
-        service = self.kube.get("v1", "Service", specs.scheduler_service_name(self.name), self.namespace)
+        service = self.kube.get("v1", "Service", labels.scheduler_service_name(self.name), self.namespace)
         if service is None:
             raise DeployError(f"the scheduler Service of cluster {self.name} is gone")
         return service
 
     def _reach(self, port_name: str, port: int, scheme: str) -> str:
         """An address of the scheduler's port that works from where this process runs."""
-        host = f"{specs.scheduler_service_name(self.name)}.{self.namespace}.svc"
+        host = f"{labels.scheduler_service_name(self.name)}.{self.namespace}.svc"
         if in_cluster():
             return f"{scheme}://{host}:{port}"
         service = self._service()
@@ -132,14 +133,14 @@ class DaskCluster:
         return f"{scheme}://127.0.0.1:{self._forward(port).local_port}"
 
     def _node_address(self) -> str:
-        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
+        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "scheduler"))
         for pod in pods:
             if host_ip := pod.get("status", {}).get("hostIP"):
                 return str(host_ip)
         raise DeployError(f"the scheduler pod of cluster {self.name} has no node yet")
 
     def _ready_scheduler_pod(self) -> str:
-        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
+        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "scheduler"))
         ready = [p["metadata"]["name"] for p in pods if pod_is_ready(p)]
         if not ready:
             raise DeployError(f"no ready scheduler pod in cluster {self.namespace}/{self.name} to forward to")
@@ -154,16 +155,15 @@ class DaskCluster:
 
     @property
     def scheduler_address(self) -> str:
-        return self._reach("tcp-comm", specs.SCHEDULER_PORT, "tls" if self.spec.use_tls else "tcp")
+        return self._reach(contract.COMM_PORT_NAME, contract.SCHEDULER_PORT, "tls" if self.spec.use_tls else "tcp")
 
     @property
     def dashboard_url(self) -> str:
-        return self._reach("http-dashboard", specs.DASHBOARD_PORT, "http")
+        return self._reach(contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT, "http")
 
     def scale(self, n_workers: int, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
-        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
-            raise ConfigError(f"n_workers must be an integer >= 0, got {n_workers!r}")
-        name = specs.component_name(self.name, "worker")
+        validate(Count, "n_workers", n_workers)
+        name = labels.component_name(self.name, "worker")
         self.kube.patch_scale(name, self.namespace, n_workers)
         if wait:
             wait_rollout(
@@ -172,13 +172,13 @@ class DaskCluster:
                 "Deployment",
                 name,
                 self.namespace,
-                specs.label_selector(self.name, "worker"),
+                labels.label_selector(self.name, "worker"),
                 timeout,
                 self.progress,
             )
 
     def logs(self, tail: int | None = None) -> dict[str, str]:
-        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name))
+        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name))
         return {
             p["metadata"]["name"]: self.kube.pod_log(self.namespace, p["metadata"]["name"], tail=tail) for p in pods
         }
@@ -242,19 +242,19 @@ def start_dask_cluster(
     spec = ClusterSpec(
         name=name,
         namespace=namespace,
-        image=image or specs.default_image(),
+        image=image or contract.default_image(),
         n_workers=n_workers,
-        resources=ClusterResources.coerce(resources or {}),
+        resources=resources or ClusterResources(),
         env=env or {},
-        pip_packages=tuple(pip_packages),
-        system_packages=tuple(system_packages),
-        scheduler_args=tuple(scheduler_args),
-        worker_args=tuple(worker_args),
+        pip_packages=pip_packages,
+        system_packages=system_packages,
+        scheduler_args=scheduler_args,
+        worker_args=worker_args,
         service_type=service_type,
         tls_secret=tls_secret,
-        image_pull_secrets=tuple(image_pull_secrets),
+        image_pull_secrets=image_pull_secrets,
         node_selector=node_selector or {},
-        tolerations=tuple(tolerations),
+        tolerations=tolerations,
     )
     if service_type != "ClusterIP" and tls_secret is None:
         warnings.warn(
@@ -265,7 +265,7 @@ def start_dask_cluster(
     progress = on_progress or _quiet
     kube = Kube.connect(kubeconfig, context)
     _check_namespace(kube, namespace)
-    scheduler = specs.component_name(name, "scheduler")
+    scheduler = labels.component_name(name, "scheduler")
     existed = kube.get("apps/v1", "Deployment", scheduler, namespace) is not None
     cluster = DaskCluster(spec, kube, progress)
     try:
@@ -309,9 +309,9 @@ def delete_dask_cluster(
     on_progress: Progress | None = None,
 ) -> int:
     """Delete every object that carries the cluster's label; idempotent. Returns how many."""
-    specs.check_dns_label("name", name)
+    validate(DnsLabel, "name", name)
     kube = kube or Kube.connect(kubeconfig, context)
-    selector = specs.label_selector(name)
+    selector = labels.label_selector(name)
     deleted = 0
     for api_version, kind in CLUSTER_KINDS:
         for obj in kube.list(api_version, kind, namespace, selector):
@@ -361,12 +361,12 @@ def prepull_images(
     spec = PrepullSpec(
         name=name,
         namespace=namespace,
-        images=tuple(images),
-        tolerations=tuple(tolerations),
+        images=images,
+        tolerations=tolerations,
         node_selector=node_selector or {},
         affinity=affinity or {},
         priority_class=priority_class,
-        image_pull_secrets=tuple(image_pull_secrets),
+        image_pull_secrets=image_pull_secrets,
         **({"pause_image": pause_image} if pause_image else {}),
     )
     kube = kube or Kube.connect(kubeconfig, context)
@@ -374,7 +374,7 @@ def prepull_images(
     (daemonset,) = render_prepuller(spec)
     kube.apply(daemonset)
     ds_name = daemonset["metadata"]["name"]
-    selector = specs.label_selector(name, "prepuller")
+    selector = labels.label_selector(name, "prepuller")
     try:
         wait_rollout(kube, "apps/v1", "DaemonSet", ds_name, namespace, selector, timeout, progress)
     except WaitTimeout:

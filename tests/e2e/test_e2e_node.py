@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.cluster import specs
+from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
 from buildtools.cluster.kube import Kube
 from buildtools.errors import ImagePullError
@@ -161,7 +161,7 @@ def wait_gone(what: str, check: object, timeout: float = 180.0) -> None:
 def test_delete_leaves_no_pod_container_or_object(node: Node, kube: Kube, debian_ref: str) -> None:
     name = "e2e-delete"
     start_dask_cluster(name, NAMESPACE, image=debian_ref, n_workers=1, kubeconfig=str(node.kubeconfig), timeout=300)
-    selector = specs.label_selector(name)
+    selector = labels.label_selector(name)
     assert kube.list("v1", "Pod", NAMESPACE, selector)
     pod_names = {p["metadata"]["name"] for p in kube.list("v1", "Pod", NAMESPACE, selector)}
 
@@ -202,4 +202,4 @@ def test_missing_image_fails_fast_with_image_pull_error(node: Node, kube: Kube) 
     # The runtime's own pull error (containerd: "... not found"), naming the image.
     assert "does-not-exist" in message and "not found" in message, message
     # The failed start removed what it had created.
-    assert kube.list("v1", "Pod", NAMESPACE, specs.label_selector("e2e-noimage")) == []
+    assert kube.list("v1", "Pod", NAMESPACE, labels.label_selector("e2e-noimage")) == []

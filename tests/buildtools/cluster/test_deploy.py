@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from buildtools.cluster import specs
+from buildtools.cluster import labels
 from buildtools.cluster.deploy import delete_dask_cluster, prepull_images, start_dask_cluster
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.render import render_rbac
@@ -62,7 +62,7 @@ def namespace(kubeconfig: str) -> Iterator[str]:
 
 def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[str]]:
     """Everything carrying the cluster's label, across all the kinds that could hold it."""
-    selector = specs.label_selector(cluster)
+    selector = labels.label_selector(cluster)
     kube = Kube.connect(kubeconfig)
     found = {}
     for api_version, kind in [
@@ -84,7 +84,7 @@ def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tupl
     kube = Kube.connect(kubeconfig)
     result = {}
     for api_version, kind in [("apps/v1", "Deployment"), ("v1", "Service")]:
-        for obj in kube.list(api_version, kind, namespace, specs.label_selector(cluster)):
+        for obj in kube.list(api_version, kind, namespace, labels.label_selector(cluster)):
             meta = obj["metadata"]
             result[f"{kind}/{meta['name']}"] = (meta["uid"], meta.get("generation", 0), meta["resourceVersion"])
     return result
@@ -198,7 +198,7 @@ def test_prepuller_reaches_every_schedulable_node_and_new_ones(kubeconfig: str, 
     result = prepull_images([IMAGE], namespace, name="pp", timeout=120, kubeconfig=kubeconfig)
     assert (result.ready, result.desired) == (SCHEDULABLE, SCHEDULABLE)
     kube = Kube.connect(kubeconfig)
-    pods = kube.list("v1", "Pod", namespace, specs.label_selector("pp", "prepuller"))
+    pods = kube.list("v1", "Pod", namespace, labels.label_selector("pp", "prepuller"))
     assert "gpu-1" not in {p["spec"]["nodeName"] for p in pods}
 
     add_fake_node(kubeconfig, "late-1", arch="amd64")
@@ -226,7 +226,7 @@ def test_prepuller_reaches_the_gpu_node_only_with_a_toleration(kubeconfig: str, 
         kubeconfig=kubeconfig,
     )
     kube = Kube.connect(kubeconfig)
-    pods = kube.list("v1", "Pod", namespace, specs.label_selector("gpu", "prepuller"))
+    pods = kube.list("v1", "Pod", namespace, labels.label_selector("gpu", "prepuller"))
     assert {p["spec"]["nodeName"] for p in pods} == {"amd64-1", "amd64-2", "amd64-3", "gpu-1"}
     assert result.ready == 4
     assert len(pods[0]["spec"]["initContainers"]) == 2

@@ -11,7 +11,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from buildtools.cluster import render, specs
+from buildtools.cluster import contract, labels, render
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.errors import ConfigError
 
@@ -153,8 +153,8 @@ def test_labels_and_selectors_consistent(spec: ClusterSpec) -> None:
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector.items() <= pod_labels.items()
-        assert selector == specs.selector_labels("demo", component)
-        assert pod_labels == {**spec.labels, **specs.component_labels("demo", component)}
+        assert selector == labels.selector_labels("demo", component)
+        assert pod_labels == {**spec.labels, **labels.component_labels("demo", component)}
         assert deployment["metadata"]["labels"] == pod_labels
     scheduler_pods = scheduler["spec"]["template"]["metadata"]["labels"]
     worker_pods = worker["spec"]["template"]["metadata"]["labels"]
@@ -241,7 +241,7 @@ def test_no_resources_no_scheduling_options() -> None:
 def test_workers_use_the_service_dns_name(spec: ClusterSpec) -> None:
     worker = by_kind(render.render_cluster(spec), "Deployment", "demo-worker")
     address = env_of(pod_spec(worker)["containers"][0])["DASK_SCHEDULER_ADDRESS"]
-    assert address == specs.scheduler_address(spec)
+    assert address == contract.scheduler_address(spec)
     assert address.split("://")[1] == "demo-scheduler.dask.svc:8786"
 
 
@@ -284,7 +284,7 @@ def test_pods_are_locked_down(obj: dict[str, Any]) -> None:
         security = container["securityContext"]
         assert security["allowPrivilegeEscalation"] is False, container["name"]
         assert security["capabilities"]["drop"] == ["ALL"], container["name"]
-        assert set(security["capabilities"].get("add", [])) <= (set(specs.ROOT_CAPABILITIES) if root else set())
+        assert set(security["capabilities"].get("add", [])) <= (set(contract.ROOT_CAPABILITIES) if root else set())
 
 
 def test_system_packages_run_as_root_explicitly() -> None:
@@ -293,7 +293,7 @@ def test_system_packages_run_as_root_explicitly() -> None:
         assert spec["securityContext"]["runAsUser"] == 0
         assert spec["securityContext"]["runAsNonRoot"] is False
         (container,) = spec["containers"]
-        assert container["securityContext"]["capabilities"]["add"] == list(specs.ROOT_CAPABILITIES)
+        assert container["securityContext"]["capabilities"]["add"] == list(contract.ROOT_CAPABILITIES)
         assert env_of(container)["EXTRA_APT_PACKAGES"] == "curl"
 
 
@@ -305,8 +305,8 @@ def test_prepuller_daemonset() -> None:
     (daemonset,) = render.render_prepuller(spec)
     assert daemonset["kind"] == "DaemonSet"
     assert daemonset["metadata"]["name"] == "demo-prepuller"
-    assert daemonset["spec"]["selector"]["matchLabels"] == specs.selector_labels("demo", "prepuller")
-    assert daemonset["spec"]["template"]["metadata"]["labels"] == specs.component_labels("demo", "prepuller")
+    assert daemonset["spec"]["selector"]["matchLabels"] == labels.selector_labels("demo", "prepuller")
+    assert daemonset["spec"]["template"]["metadata"]["labels"] == labels.component_labels("demo", "prepuller")
     assert daemonset["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}
     pod = pod_spec(daemonset)
     init = pod["initContainers"]
@@ -316,7 +316,7 @@ def test_prepuller_daemonset() -> None:
         assert container["command"] == ["/bin/sh", "-c", "echo Pulling complete"]
     (pause,) = pod["containers"]
     assert pause["image"] == "registry.example:5000/pause:3.10"
-    assert pause["resources"] == specs.PREPULL_RESOURCES
+    assert pause["resources"] == render.PREPULL_RESOURCES
     assert pod["terminationGracePeriodSeconds"] == 0
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert pod["nodeSelector"] == {"dask.org/node": "true"}
@@ -340,7 +340,7 @@ def checksum_of(images: list[str]) -> str:
 
 def test_prepuller_checksum_changes_iff_image_set_changes() -> None:
     base = checksum_of(["a:1", "b:1"])
-    assert base == specs.images_checksum(["a:1", "b:1"])
+    assert base == render.images_checksum(["a:1", "b:1"])
     assert checksum_of(["b:1", "a:1"]) == base
     assert checksum_of(["b:1", "a:1", "b:1"]) == base
     assert render.render_prepuller(prepull(images=["b:1", "a:1"])) == render.render_prepuller(
@@ -349,6 +349,14 @@ def test_prepuller_checksum_changes_iff_image_set_changes() -> None:
     assert checksum_of(["a:1", "b:2"]) != base
     assert checksum_of(["a:1"]) != base
     assert checksum_of(["a:1", "b:1", "c:1"]) != base
+
+
+def test_images_checksum() -> None:
+    checksum = render.images_checksum(["a:1", "b:1"])
+    assert len(checksum) == 64
+    assert render.images_checksum(["b:1", "a:1", "a:1"]) == checksum
+    assert render.images_checksum(["a:1", "b:2"]) != checksum
+    assert render.images_checksum(["a:1"]) != checksum
 
 
 # --- RBAC ---
@@ -432,7 +440,7 @@ def test_rendering_is_deterministic() -> None:
     reordered = cluster(
         **{
             field: (dict(reversed(value.items())) if isinstance(value, dict) else value)
-            for field, value in vars(FULL).items()
+            for field, value in FULL.model_dump().items()
             if field not in ("namespace", "image")
         }
     )
