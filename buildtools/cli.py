@@ -260,7 +260,13 @@ def up(
     from buildtools.cluster.deploy import start_dask_cluster
 
     cluster = start_dask_cluster(
-        name, namespace, image=image, n_workers=workers, timeout=timeout, kubeconfig=kubeconfig, on_progress=progress
+        name,
+        namespace=namespace,
+        n_workers=workers,
+        timeout=timeout,
+        kubeconfig=kubeconfig,
+        on_progress=progress,
+        **({"image": image} if image else {}),
     )
     table = Table(title=f"Dask cluster {namespace}/{name}")
     table.add_column("scheduler (in cluster)")

@@ -3,6 +3,10 @@
 specs (validated values) -> render (manifests) -> kube (server-side apply) -> waits.
 Bad input fails before anything is created; a failed start removes what it created
 (unless keep_on_failure); every wait has one deadline and names what it waits for.
+The cluster's fields are ClusterSpec's (one schema with the spec file); the arguments here
+are about the deploy itself: where, how long, what to report. One module for the public
+functions and the handle they return: start, delete and prepull share the rollout wait,
+and the handle's close is a delete.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from buildtools.cluster import contract, labels
 from buildtools.cluster.kube import Kube, PortForward, in_cluster
 from buildtools.cluster.kubetypes import Count, DnsLabel, validate
 from buildtools.cluster.render import render_cluster, render_prepuller
-from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec
+from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
 from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError, WaitTimeout
 
@@ -211,88 +215,64 @@ def _check_namespace(kube: Kube, namespace: str) -> None:
 
 
 def start_dask_cluster(
-    name: str,
-    namespace: str = "default",
-    image: str | None = None,
-    n_workers: int = 1,
-    resources: ClusterResources | Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-    pip_packages: Sequence[str] = (),
-    system_packages: Sequence[str] = (),
-    scheduler_args: Sequence[str] = (),
-    worker_args: Sequence[str] = (),
-    service_type: str = "ClusterIP",
+    name: str | None = None,
+    *,
+    spec: ClusterSpec | None = None,
     prepull: bool = False,
     wait: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
-    *,
-    tls_secret: str | None = None,
-    image_pull_secrets: Sequence[str] = (),
-    node_selector: Mapping[str, str] | None = None,
-    tolerations: Sequence[Mapping[str, Any]] = (),
+    keep_on_failure: bool = False,
     kubeconfig: str | None = None,
     context: str | None = None,
-    keep_on_failure: bool = False,
     on_progress: Progress | None = None,
+    **fields: Any,
 ) -> DaskCluster:
     """Create (or update in place) a Dask cluster and return its handle.
 
-    Re-running with the same name applies only what changed (server-side apply).
+    The cluster is `spec`, or ClusterSpec(name=name, **fields), or `spec` with `name` and
+    `fields` overriding its own: `start_dask_cluster(**yaml.safe_load(spec_file))` is the
+    cluster the file describes. Re-running with the same name applies only what changed
+    (server-side apply). `timeout` bounds the rollout (the scheduler's and the workers' in
+    one deadline), and the prepull before it.
     """
-    spec = ClusterSpec(
-        name=name,
-        namespace=namespace,
-        image=image or contract.default_image(),
-        n_workers=n_workers,
-        resources=resources or ClusterResources(),
-        env=env or {},
-        pip_packages=pip_packages,
-        system_packages=system_packages,
-        scheduler_args=scheduler_args,
-        worker_args=worker_args,
-        service_type=service_type,
-        tls_secret=tls_secret,
-        image_pull_secrets=image_pull_secrets,
-        node_selector=node_selector or {},
-        tolerations=tolerations,
-    )
-    if service_type != "ClusterIP" and tls_secret is None:
+    spec = cluster_spec(spec, **({"name": name} if name is not None else {}), **fields)
+    if spec.service_type != "ClusterIP" and not spec.use_tls:
         warnings.warn(
-            f"cluster {name}: the scheduler is exposed outside the cluster ({service_type}) WITHOUT TLS: "
+            f"cluster {spec.name}: the scheduler is exposed outside the cluster ({spec.service_type}) WITHOUT TLS: "
             "anyone who reaches it can run code on your workers; pass tls_secret=...",
             stacklevel=2,
         )
     progress = on_progress or _quiet
     kube = Kube.connect(kubeconfig, context)
-    _check_namespace(kube, namespace)
-    scheduler = labels.component_name(name, "scheduler")
-    existed = kube.get("apps/v1", "Deployment", scheduler, namespace) is not None
+    _check_namespace(kube, spec.namespace)
+    scheduler = labels.component_name(spec.name, "scheduler")
+    existed = kube.get("apps/v1", "Deployment", scheduler, spec.namespace) is not None
     cluster = DaskCluster(spec, kube, progress)
     try:
         if prepull:
             prepull_images(
                 [spec.image],
-                namespace,
-                name=name,
-                tolerations=tolerations,
-                node_selector=node_selector or {},
-                image_pull_secrets=image_pull_secrets,
+                spec.namespace,
+                name=spec.name,
+                tolerations=spec.tolerations,
+                node_selector=spec.node_selector,
+                image_pull_secrets=spec.image_pull_secrets,
                 timeout=timeout,
                 kube=kube,
                 on_progress=progress,
             )
         for obj in render_cluster(spec):
-            progress(f"applying {obj['kind']} {namespace}/{obj['metadata']['name']}")
+            progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
             cluster.wait(timeout)
     except BaseException as failure:
         if not existed and not keep_on_failure:
-            progress(f"start failed: removing what was created for cluster {name}")
+            progress(f"start failed: removing what was created for cluster {spec.name}")
             try:
-                delete_dask_cluster(name, namespace, timeout=CLEANUP_TIMEOUT, kube=kube, on_progress=progress)
+                delete_dask_cluster(spec.name, spec.namespace, timeout=CLEANUP_TIMEOUT, kube=kube, on_progress=progress)
             except MinimalDaskError as cleanup:
-                failure.add_note(f"cleanup of cluster {name} failed too: {cleanup}")
+                failure.add_note(f"cleanup of cluster {spec.name} failed too: {cleanup}")
         raise
     return cluster
 

@@ -1,7 +1,8 @@
 """What a Dask cluster and an image prepuller are made of: frozen, validated pydantic models.
 
-Their fields are typed with kubetypes; a bad field fails with a one-line ConfigError naming
-it, when the spec is built, before anything talks to Kubernetes.
+One schema for every way in: `start_dask_cluster(**fields)` and `ClusterSpec(**fields)` both
+validate here. A bad field fails with a one-line ConfigError naming it, before anything
+talks to Kubernetes.
 """
 
 from __future__ import annotations
@@ -160,6 +161,12 @@ class ClusterSpec(SpecModel):
     @property
     def use_tls(self) -> bool:
         return self.tls_secret is not None
+
+
+def cluster_spec(spec: ClusterSpec | Mapping[Any, Any] | None = None, **fields: Any) -> ClusterSpec:
+    """A ClusterSpec from another or from a mapping, `fields` overriding theirs."""
+    given = dict(spec or {})  # a model iterates over its fields, already validated
+    return k.validate(ClusterSpec, "", {**given, **fields})
 
 
 class PrepullSpec(SpecModel):

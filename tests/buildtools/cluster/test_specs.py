@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from buildtools.cluster import contract, labels, specs
-from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources
+from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources, cluster_spec
 from buildtools.errors import ConfigError
 
 IMAGE = "registry.example:5000/minimaldask/debian:2026.8.0"
@@ -170,3 +170,20 @@ def test_prepull_spec() -> None:
 )
 def test_invalid_prepull_spec(overrides: dict[str, Any], match: str) -> None:
     assert_config_error(lambda: PrepullSpec(**{"name": "demo", "images": ["a:1"], **overrides}), match)
+
+
+# --- one schema: a spec with fields overridden ---
+
+
+def test_cluster_spec_overrides_fields_and_validates_again() -> None:
+    base = cluster(n_workers=2, tls_secret="dask-tls", env={"A": "1"})
+    assert cluster_spec(base) == base
+    changed = cluster_spec(base, n_workers=5, name="other")
+    assert (changed.name, changed.n_workers, changed.tls_secret, changed.env) == ("other", 5, "dask-tls", {"A": "1"})
+    assert cluster_spec({"name": "demo", "image": IMAGE}, namespace="dask") == cluster()
+    # The override is checked with the rest: here against the TLS variables the spec reserves.
+    assert_config_error(
+        lambda: cluster_spec(base, env={"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": "x"}), "TLS__CA_FILE is set by"
+    )
+    assert_config_error(lambda: cluster_spec({1: "x"}, name="demo"), r"unknown key 1 \(known: name, ")
+    assert_config_error(lambda: cluster_spec(), "name must be given")
