@@ -1,16 +1,19 @@
 """What a Dask cluster and an image prepuller are made of: frozen, validated pydantic models.
 
-One schema for every way in: `start_dask_cluster(**fields)` and `ClusterSpec(**fields)` both
-validate here. A bad field fails with a one-line ConfigError naming it, before anything
-talks to Kubernetes.
+One schema for every way in: `start_dask_cluster(**fields)`, `ClusterSpec(**fields)` and a
+YAML spec file (`buildtools up/render cluster --spec`, docs/CLUSTER-SPEC.md) all validate
+here, and docs/cluster-spec.schema.json is `ClusterSpec.model_json_schema()`. A bad field
+fails with a one-line ConfigError naming it, before anything talks to Kubernetes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import yaml
 from kubernetes.utils.quantity import parse_quantity
 from pydantic import (
     AfterValidator,
@@ -25,6 +28,7 @@ from pydantic import (
 from buildtools.cluster import kubetypes as k
 from buildtools.cluster.contract import MANAGED_ENV, TLS_ENV, default_image
 from buildtools.cluster.labels import MANAGED_LABELS, NAME_MAX_LENGTH
+from buildtools.errors import ConfigError
 
 DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
@@ -164,9 +168,28 @@ class ClusterSpec(SpecModel):
 
 
 def cluster_spec(spec: ClusterSpec | Mapping[Any, Any] | None = None, **fields: Any) -> ClusterSpec:
-    """A ClusterSpec from another or from a mapping, `fields` overriding theirs."""
+    """A ClusterSpec from another or from a mapping (a spec file's), `fields` overriding theirs."""
     given = dict(spec or {})  # a model iterates over its fields, already validated
     return k.validate(ClusterSpec, "", {**given, **fields})
+
+
+def read_spec_file(path: Path) -> dict[Any, Any]:
+    """The fields a YAML spec file gives, to be validated by `cluster_spec` (with any overrides)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the spec file {path}: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        fields = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
+    if fields is None:
+        return {}
+    if not isinstance(fields, dict):
+        raise ConfigError(f"{path}: a spec file is a mapping of ClusterSpec fields, got {type(fields).__name__}")
+    return fields
 
 
 class PrepullSpec(SpecModel):

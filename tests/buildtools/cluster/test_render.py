@@ -1,7 +1,10 @@
 """Rendering specs to manifests: valid Kubernetes objects, consistent labels, locked-down pods, lint-clean YAML."""
 
 import copy
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -478,3 +481,54 @@ def test_templates_are_found() -> None:
         "prepuller-daemonset.yaml.j2",
         "rbac.yaml.j2",
     } <= names
+
+
+# --- one schema: the CLI's spec file and the API give the same manifests ---
+
+SPEC_FILE = f"""\
+name: demo
+namespace: dask
+image: {IMAGE}
+n_workers: 3
+resources:
+  scheduler: {{requests: {{cpu: 250m, memory: 512Mi}}, limits: {{memory: 1Gi}}}}
+  worker: {{requests: {{cpu: 1, memory: 2Gi}}, limits: {{cpu: 1500m, memory: 2Gi}}}}
+env: {{GREETING: "hello: world"}}
+pip_packages: ["dask[array]", "pandas>=2"]
+scheduler_args: [--idle-timeout, 1h]
+service_type: NodePort
+tls_secret: dask-tls
+image_pull_secrets: [regcred]
+node_selector: {{kubernetes.io/os: linux}}
+tolerations:
+  - {{key: dedicated, operator: Equal, value: dask, effect: NoSchedule}}
+worker_grace_seconds: 120
+labels: {{team: data}}
+"""
+
+
+def render_cli(*argv: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "buildtools", "render", "cluster", *argv], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_spec_file_through_the_cli_is_the_spec_through_the_api(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(SPEC_FILE)
+    # What start_dask_cluster(**yaml.safe_load(...)) deploys.
+    api = render.render_cluster(ClusterSpec(**yaml.safe_load(SPEC_FILE)))
+    assert list(yaml.safe_load_all(render_cli("--spec", str(path)))) == api
+    assert render_cli("--spec", str(path)) == render.to_yaml(api)
+    assert by_kind(api, "Deployment", "demo-worker")["spec"]["replicas"] == 3
+
+
+def test_the_cli_options_override_the_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(SPEC_FILE)
+    text = render_cli("other", "--spec", str(path), "-n", "data", "--workers", "5", "--service-type", "ClusterIP")
+    overridden = {**yaml.safe_load(SPEC_FILE), "name": "other", "namespace": "data", "n_workers": 5}
+    overridden["service_type"] = "ClusterIP"
+    assert text == render.to_yaml(render.render_cluster(ClusterSpec(**overridden)))

@@ -1,15 +1,22 @@
-"""Cluster and prepuller specs: defaults and validation, each error one ConfigError line
-naming the field (pure, no cluster needed)."""
+"""Cluster and prepuller specs: defaults, validation (one ConfigError line naming the field),
+the spec file and its JSON schema (pure, no cluster needed)."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from buildtools.cluster import contract, labels, specs
 from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources, cluster_spec
 from buildtools.errors import ConfigError
+from buildtools.settings import REPO_ROOT
 
+SCHEMA_FILE = REPO_ROOT / "docs" / "cluster-spec.schema.json"
 IMAGE = "registry.example:5000/minimaldask/debian:2026.8.0"
 
 
@@ -172,7 +179,7 @@ def test_invalid_prepull_spec(overrides: dict[str, Any], match: str) -> None:
     assert_config_error(lambda: PrepullSpec(**{"name": "demo", "images": ["a:1"], **overrides}), match)
 
 
-# --- one schema: a spec with fields overridden ---
+# --- one schema: overrides, the spec file, the JSON schema ---
 
 
 def test_cluster_spec_overrides_fields_and_validates_again() -> None:
@@ -187,3 +194,48 @@ def test_cluster_spec_overrides_fields_and_validates_again() -> None:
     )
     assert_config_error(lambda: cluster_spec({1: "x"}, name="demo"), r"unknown key 1 \(known: name, ")
     assert_config_error(lambda: cluster_spec(), "name must be given")
+
+
+def test_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("name: demo\nnamespace: dask\nresources:\n  worker:\n    limits: {cpu: 2}\n")
+    fields = specs.read_spec_file(path)
+    assert fields == {"name": "demo", "namespace": "dask", "resources": {"worker": {"limits": {"cpu": 2}}}}
+    assert cluster_spec(fields, image=IMAGE).resources.worker.limits == {"cpu": "2"}
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    assert specs.read_spec_file(tmp_path / "empty.yaml") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (None, r"cannot read the spec file .*missing.yaml: No such file or directory"),
+        ("name: [demo\n", r"cluster.yaml:2:1: not valid YAML: expected ',' or ']'"),
+        ("- name: demo\n", "cluster.yaml: a spec file is a mapping of ClusterSpec fields, got list"),
+        (b"name: \xff\n", "cannot read the spec file"),
+    ],
+)
+def test_bad_spec_file(tmp_path: Path, text: str | bytes | None, match: str) -> None:
+    path = tmp_path / ("missing.yaml" if text is None else "cluster.yaml")
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    assert_config_error(lambda: specs.read_spec_file(path), match)
+
+
+def test_the_committed_schema_is_the_models() -> None:
+    assert json.loads(SCHEMA_FILE.read_text()) == ClusterSpec.model_json_schema()
+    result = subprocess.run(
+        [sys.executable, "-m", "buildtools", "render", "spec-schema"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == SCHEMA_FILE.read_text(), "regenerate: buildtools render spec-schema > " + str(SCHEMA_FILE)
+
+
+def test_the_documented_example_is_a_valid_spec() -> None:
+    """The example in docs/CLUSTER-SPEC.md, as a spec file gives it."""
+    doc = (REPO_ROOT / "docs" / "CLUSTER-SPEC.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = cluster_spec(yaml.safe_load(example))
+    assert spec.name == "analysis"
+    assert spec.resources.worker.limits
