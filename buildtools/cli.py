@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -347,7 +348,14 @@ def usage_message(error: typer.TyperException) -> str:
     return error.format_message() + hint
 
 
+def show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    """A library's warning (e.g. a scheduler exposed without TLS) on one line, like an error;
+    Python's own display adds the file, the line number and the line of code."""
+    err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
+    warnings.showwarning = show_warning
     # Not standalone: errors reach this function instead of typer's display, and typer
     # returns the code of the exits it handles (0 after --help).
     try:

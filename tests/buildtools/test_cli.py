@@ -155,3 +155,12 @@ def test_a_bad_spec_file_is_one_line_and_exit_2(
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert names in result.stderr
     assert (result.stdout, result.returncode) == ("", 2)
+
+
+def test_a_warning_is_one_line_too(tmp_path: Path) -> None:
+    """`up` warns about a scheduler exposed without TLS before it looks for the cluster."""
+    result = run_cli(("up", "demo", "--service-type", "NodePort", "--kubeconfig", str(tmp_path / "missing")))
+    warning, error = result.stderr.splitlines()
+    assert warning.startswith("warning: cluster demo: the scheduler is exposed outside the cluster (NodePort)")
+    assert error.startswith("error: cannot load the Kubernetes configuration"), error
+    assert result.returncode == 2
