@@ -1,9 +1,9 @@
 """Kubernetes values as pydantic types, and the one translation of their errors into ConfigError.
 
-Each type carries its rule twice, on purpose: as JSON-schema constraints (pattern, length,
-minimum: what an editor checks in a spec file) and as the one-line message a bad value gets.
-`on_error` gives a type its message; `config_error` puts the field's path in front of it:
-"resources.worker.limits.memory: 'lots' is not ..." or "n_workers must be ...".
+Each type states its rule as constraints pydantic enforces and puts in the JSON schema
+(pattern, length, minimum: what an editor checks in a spec file too), and `on_error` gives
+it the one-line message a value breaking the rule gets; `config_error` puts the field's
+path in front: "resources.worker.limits.memory: 'lots' is not ..." or "n_workers must be ...".
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def on_error(template: str) -> Any:
     """The message of any error pydantic finds in the value itself; "{value}" is its repr.
 
     Errors of nested values (an item, a field) and finished messages pass through unchanged.
+    It comes after a type's other validators: pydantic runs later metadata around earlier.
     """
 
     def wrap(value: Any, handler: Any) -> Any:
@@ -106,7 +107,7 @@ def listing(template: str) -> tuple[Any, Any]:
 
 
 def check_keys(value: Any, known: Sequence[str]) -> Any:
-    """A mapping's unknown key, named with the known ones (extra="forbid" alone would not list them)."""
+    """Rejects a mapping's unknown key, naming the known ones (extra="forbid" alone would not list them)."""
     if isinstance(value, Mapping) and (unknown := sorted(set(value) - set(known), key=str)):
         fail(f"unknown key {unknown[0]!r} (known: {', '.join(known)})")
     return value
@@ -218,7 +219,7 @@ def _string_values(env: Any) -> Any:
     return env
 
 
-EnvVars = Annotated[dict[EnvName, str], on_error("must be a mapping, got {value}"), BeforeValidator(_string_values)]
+EnvVars = Annotated[dict[EnvName, str], BeforeValidator(_string_values), on_error("must be a mapping, got {value}")]
 
 
 @with_config(ConfigDict(extra="forbid"))
