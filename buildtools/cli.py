@@ -210,7 +210,9 @@ SpecFileOpt = Annotated[
 ClusterNamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Namespace (default: the spec file's, else default).")
 ]
-ImageOpt = Annotated[str | None, typer.Option(help="Image (default: the Debian image of the local distributed).")]
+ImageOpt = Annotated[
+    str | None, typer.Option(help="Image (default: the spec file's, else the Debian image of the local distributed).")
+]
 WorkersOpt = Annotated[int | None, typer.Option(help="Number of workers (default: the spec file's, else 1).")]
 ServiceTypeOpt = Annotated[
     str | None, typer.Option(help="ClusterIP, NodePort or LoadBalancer (default: the spec file's, else ClusterIP).")
