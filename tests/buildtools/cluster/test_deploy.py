@@ -21,7 +21,14 @@ from buildtools.cluster.render import render_rbac
 from buildtools.cluster.specs import ClusterSpec
 from buildtools.cluster.waits import rollout_state, wait_until
 from buildtools.errors import ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
-from tests.k8s_cluster import add_fake_node, api_client, delete_fake_node, start_cluster, stop_cluster
+from tests.k8s_cluster import (
+    FAKE_LOG_LINE,
+    add_fake_node,
+    api_client,
+    delete_fake_node,
+    start_cluster,
+    stop_cluster,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -267,7 +274,11 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     cluster = start_dask_cluster(
         "rb", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=as_account
     )
-    assert cluster.logs is not None
+    # Every pod's log, by pod name (the Role's pods/log); kwok's fake containers all log one line.
+    logs = cluster.logs()
+    assert sorted(name.rsplit("-", 2)[0] for name in logs) == ["rb-scheduler", "rb-worker"]
+    assert set(logs.values()) == {FAKE_LOG_LINE + "\n"}
+    assert cluster.logs(tail=0) == dict.fromkeys(logs, "")
     assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 3
 
 
