@@ -138,6 +138,16 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig) == 0  # idempotent
 
 
+def test_prepull_first_with_the_clusters_scheduling_options(kubeconfig: str, namespace: str) -> None:
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    options = {"image": IMAGE, "tolerations": [toleration], "timeout": 120, "kubeconfig": kubeconfig}
+    with start_dask_cluster("c7", namespace=namespace, prepull=True, **options):
+        assert objects_of(kubeconfig, namespace, "c7")["DaemonSet"] == ["c7-prepuller"]
+        pods = Kube.connect(kubeconfig).list("v1", "Pod", namespace, labels.label_selector("c7", "prepuller"))
+        assert "gpu-1" in {p["spec"]["nodeName"] for p in pods}  # the cluster's toleration
+    assert objects_of(kubeconfig, namespace, "c7") == {}  # the prepuller goes with the cluster
+
+
 def test_context_manager_removes_the_cluster(kubeconfig: str, namespace: str) -> None:
     with start_dask_cluster("c2", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=kubeconfig):
         assert objects_of(kubeconfig, namespace, "c2")
