@@ -43,7 +43,9 @@ def main() -> None:
             with api_client(kubeconfig) as api:
                 client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
             started = time.monotonic()
-            start_dask_cluster("bench", namespace, image=IMAGE, n_workers=workers, timeout=600, kubeconfig=kubeconfig)
+            start_dask_cluster(
+                "bench", namespace=namespace, image=IMAGE, n_workers=workers, timeout=600, kubeconfig=kubeconfig
+            )
             ready = time.monotonic() - started
             started = time.monotonic()
             delete_dask_cluster("bench", namespace, timeout=600, kubeconfig=kubeconfig)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -23,6 +24,9 @@ from buildtools.images.config import load_image, load_images
 from buildtools.images.mirror import ensure_mirror, mirror_ref
 from buildtools.images.plan import BASE_MODES, BaseMode, Plan, make_plan
 from buildtools.settings import Settings
+
+if TYPE_CHECKING:
+    from buildtools.cluster.specs import ClusterSpec
 
 # No no_args_is_help: typer would print the whole help as an error; a bare `buildtools` is a
 # usage error like any other (one line, exit 2).
@@ -196,31 +200,70 @@ def changed(
         print(name)
 
 
-render_app = typer.Typer(help="Print manifests as plain YAML (for kubectl apply -f - and GitOps).")
+render_app = typer.Typer(help="Print manifests as plain YAML (for kubectl apply -f - and GitOps), or the spec schema.")
 app.add_typer(render_app, name="render")
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
-ImageOpt = Annotated[str | None, typer.Option(help="Image (default: the Debian image of the local distributed).")]
+
+# The cluster commands' spec: a spec file's fields, which these options override.
+ClusterNameArg = Annotated[
+    str | None, typer.Argument(help="Cluster name (DNS-1035 label; default: the spec file's).", show_default=False)
+]
+SpecFileOpt = Annotated[
+    Path | None,
+    typer.Option("--spec", help="A YAML file of ClusterSpec fields (docs/CLUSTER-SPEC.md); the options override it."),
+]
+ClusterNamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Namespace (default: the spec file's, else default).")
+]
+ImageOpt = Annotated[
+    str | None, typer.Option(help="Image (default: the spec file's, else the Debian image of the local distributed).")
+]
+WorkersOpt = Annotated[int | None, typer.Option(help="Number of workers (default: the spec file's, else 1).")]
+ServiceTypeOpt = Annotated[
+    str | None, typer.Option(help="ClusterIP, NodePort or LoadBalancer (default: the spec file's, else ClusterIP).")
+]
+
+
+def cluster_spec(
+    name: str | None,
+    spec_file: Path | None,
+    namespace: str | None,
+    image: str | None,
+    workers: int | None,
+    service_type: str | None,
+) -> ClusterSpec:
+    """The spec file's fields (if any), overridden by the options given."""
+    from buildtools.cluster import specs
+
+    fields = specs.read_spec_file(spec_file) if spec_file else {}
+    if name is None and "name" not in fields:
+        raise ConfigError("give the cluster's NAME, or a spec file with a name (--spec FILE)")
+    options = {"name": name, "namespace": namespace, "image": image, "n_workers": workers, "service_type": service_type}
+    return specs.cluster_spec(fields, **{field: value for field, value in options.items() if value is not None})
 
 
 @render_app.command("cluster")
 def render_cluster_command(
-    name: Annotated[str, typer.Argument(help="Cluster name (DNS-1123 label).")],
-    namespace: NamespaceOpt = "default",
+    name: ClusterNameArg = None,
+    spec_file: SpecFileOpt = None,
+    namespace: ClusterNamespaceOpt = None,
     image: ImageOpt = None,
-    workers: Annotated[int, typer.Option(help="Number of workers.")] = 1,
-    service_type: Annotated[str, typer.Option(help="ClusterIP, NodePort or LoadBalancer.")] = "ClusterIP",
+    workers: WorkersOpt = None,
+    service_type: ServiceTypeOpt = None,
 ) -> None:
     """The scheduler Service and Deployment and the worker Deployment."""
-    from buildtools.cluster import render, specs
+    from buildtools.cluster import render
 
-    spec = specs.ClusterSpec(
-        name=name,
-        namespace=namespace,
-        image=image or specs.default_image(),
-        n_workers=workers,
-        service_type=service_type,
-    )
+    spec = cluster_spec(name, spec_file, namespace, image, workers, service_type)
     print(render.to_yaml(render.render_cluster(spec)), end="")
+
+
+@render_app.command("spec-schema")
+def render_spec_schema_command() -> None:
+    """The JSON schema of a spec file (docs/cluster-spec.schema.json)."""
+    from buildtools.cluster.specs import ClusterSpec
+
+    print(json.dumps(ClusterSpec.model_json_schema(), indent=2))
 
 
 @render_app.command("prepuller")
@@ -233,7 +276,7 @@ def render_prepuller_command(
     from buildtools.cluster import render, specs
 
     print(
-        render.to_yaml(render.render_prepuller(specs.PrepullSpec(name=name, namespace=namespace, images=tuple(image)))),
+        render.to_yaml(render.render_prepuller(specs.PrepullSpec(name=name, namespace=namespace, images=image))),
         end="",
     )
 
@@ -254,29 +297,33 @@ KubeconfigOpt = Annotated[str | None, typer.Option(help="Kubeconfig file (defaul
 
 @app.command()
 def up(
-    name: Annotated[str, typer.Argument(help="Cluster name (DNS-1123 label).")],
-    namespace: NamespaceOpt = "default",
+    name: ClusterNameArg = None,
+    spec_file: SpecFileOpt = None,
+    namespace: ClusterNamespaceOpt = None,
     image: ImageOpt = None,
-    workers: Annotated[int, typer.Option(help="Number of workers.")] = 1,
+    workers: WorkersOpt = None,
+    service_type: ServiceTypeOpt = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
     """Start (or update) a Dask cluster on Kubernetes and print where it is."""
+    from buildtools.cluster import contract, labels
     from buildtools.cluster.deploy import start_dask_cluster
 
-    cluster = start_dask_cluster(
-        name, namespace, image=image, n_workers=workers, timeout=timeout, kubeconfig=kubeconfig, on_progress=progress
-    )
-    table = Table(title=f"Dask cluster {namespace}/{name}")
+    spec = start_dask_cluster(
+        spec=cluster_spec(name, spec_file, namespace, image, workers, service_type),
+        timeout=timeout,
+        kubeconfig=kubeconfig,
+        on_progress=progress,
+    ).spec
+    table = Table(title=f"Dask cluster {spec.namespace}/{spec.name}")
     table.add_column("scheduler (in cluster)")
     table.add_column("dashboard (in cluster)")
     table.add_column("workers")
-    from buildtools.cluster import specs
-
     table.add_row(
-        specs.scheduler_address(cluster.spec),
-        f"http://{specs.scheduler_service_name(name)}.{namespace}.svc:{specs.DASHBOARD_PORT}",
-        str(workers),
+        contract.scheduler_address(spec),
+        f"http://{labels.scheduler_service_name(spec.name)}.{spec.namespace}.svc:{contract.DASHBOARD_PORT}",
+        str(spec.n_workers),
     )
     out.print(table)
 
@@ -308,7 +355,14 @@ def usage_message(error: typer.TyperException) -> str:
     return error.format_message() + hint
 
 
+def show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    """A library's warning (e.g. a scheduler exposed without TLS) on one line, like an error;
+    Python's own display adds the file, the line number and the line of code."""
+    err.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
+    warnings.showwarning = show_warning
     # Not standalone: errors reach this function instead of typer's display, and typer
     # returns the code of the exits it handles (0 after --help).
     try:

@@ -53,6 +53,9 @@ unset KWOK_KUBE_VERSION KWOK_KUBE_BINARY_PREFIX KWOK_KUBECTL_BINARY \
 
 log() { echo "k8s-cluster: $*" >&2; }
 
+# What every fake container "logs" (tests/k8s_cluster.py FAKE_LOG_LINE).
+FAKE_LOG_LINE="kwok fake container: nothing runs here"
+
 kwokctl() { "$bin/kwokctl" "$@"; }
 
 # One up/down at a time per cluster (parallel test sessions). flock -o: the
@@ -105,8 +108,21 @@ forget_dead_pids() {
     done
 }
 
+# kwok serves a fake pod's container log from a file (CRI log format): the same line for
+# every container of every pod, so that reading pod logs works as on a real node.
 write_config() {
     kwokctl_options "$bin" >"$1"
+    cat >>"$1" <<EOF
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: fake-container-log
+spec:
+  logs:
+    - logsFile: $2
+EOF
+    echo "2026-01-01T00:00:00.000000000Z stdout F $FAKE_LOG_LINE" >"$2"
 }
 
 up() {
@@ -128,7 +144,7 @@ up() {
     fi
     mkdir -p "$workdir"
     config=$workdir/$name.kwokctl.yaml
-    write_config "$config"
+    write_config "$config" "$workdir/$name.container.log"
     start=$(date +%s)
     # --kubeconfig '': do not add a context to ~/.kube/config.
     kwokctl --config "$config" create cluster --name "$name" --runtime binary \
@@ -155,7 +171,7 @@ down() {
         pids=$(cluster_pids)
     done
     for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done
-    rm -rf "$cluster_dir" "$workdir/$name.kwokctl.yaml"
+    rm -rf "$cluster_dir" "$workdir/$name.kwokctl.yaml" "$workdir/$name.container.log"
 }
 
 case $cmd in

@@ -36,6 +36,9 @@ CLUSTER_SCRIPT = REPO_ROOT / "env" / "k8s-cluster.sh"
 #: Annotation by which kwokctl's kwok controller picks the nodes it manages.
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
+#: The log of every container on a fake node (served by kwok, see env/k8s-cluster.sh).
+FAKE_LOG_LINE = "kwok fake container: nothing runs here"
+
 _HTTP_NOT_FOUND = 404
 _HTTP_CONFLICT = 409
 

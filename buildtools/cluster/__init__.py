@@ -1,3 +1,4 @@
-"""The cluster flow: specs (validated options) -> render (Jinja2 manifests) -> kube (the only
-module that calls the Kubernetes API) -> waits (deadlines, named reasons) -> deploy (start,
-delete, the cluster handle, the image prepuller)."""
+"""The cluster flow: specs (the validated ClusterSpec and PrepullSpec models, over the image
+contract, the label scheme and Kubernetes value types) -> render (Jinja2 manifests) -> kube
+(the only module that calls the Kubernetes API) -> waits (deadlines, named reasons) -> deploy
+(start, delete, the cluster handle, the image prepuller)."""

@@ -3,21 +3,25 @@
 specs (validated values) -> render (manifests) -> kube (server-side apply) -> waits.
 Bad input fails before anything is created; a failed start removes what it created
 (unless keep_on_failure); every wait has one deadline and names what it waits for.
+The cluster's fields are ClusterSpec's (one schema with the spec file); the arguments here
+are about the deploy itself: where, how long, what to report. One module for the public
+functions and the handle they return: start, delete and prepull share the rollout wait,
+and the handle's close is a delete.
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from buildtools.cluster import specs
+from buildtools.cluster import contract, labels
 from buildtools.cluster.kube import Kube, PortForward, in_cluster
+from buildtools.cluster.kubetypes import Count, DnsLabel, validate
 from buildtools.cluster.render import render_cluster, render_prepuller
-from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec
-from buildtools.cluster.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
+from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
+from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError, WaitTimeout
 
 Progress = Callable[[str], None]
@@ -33,16 +37,6 @@ def _quiet(_: str) -> None:
     pass
 
 
-class Deadline:
-    """One monotonic deadline shared by the steps of a wait."""
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.0, self.end - time.monotonic())
-
-
 def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
     """The pods of a component; raises at once on a failure that waiting cannot heal."""
     pods = kube.list("v1", "Pod", namespace, selector)
@@ -50,7 +44,7 @@ def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any
     def last_lines(pod: str, container: str) -> str:
         try:
             return kube.pod_log(namespace, pod, container, tail=20).rstrip()
-        except MinimalDaskError:
+        except DeployError:
             return ""
 
     for pod in pods:
@@ -66,7 +60,7 @@ def wait_rollout(
     name: str,
     namespace: str,
     selector: str,
-    timeout: float,
+    timeout: float | Deadline,
     progress: Progress,
 ) -> str:
     """Wait until a Deployment or DaemonSet is rolled out, failing fast on broken pods."""
@@ -104,29 +98,30 @@ class DaskCluster:
     def namespace(self) -> str:
         return self.spec.namespace
 
-    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        deadline = Deadline(timeout)
+    def wait(self, timeout: float | Deadline = DEFAULT_TIMEOUT) -> None:
+        """Until the scheduler and then the workers are rolled out, within one deadline."""
+        deadline = Deadline.of(timeout)
         for component in ("scheduler", "worker"):
             wait_rollout(
                 self.kube,
                 "apps/v1",
                 "Deployment",
-                specs.component_name(self.name, component),
+                labels.component_name(self.name, component),
                 self.namespace,
-                specs.label_selector(self.name, component),
-                deadline.left(),
+                labels.label_selector(self.name, component),
+                deadline,
                 self.progress,
             )
 
     def _service(self) -> dict[str, Any]:
-        service = self.kube.get("v1", "Service", specs.scheduler_service_name(self.name), self.namespace)
+        service = self.kube.get("v1", "Service", labels.scheduler_service_name(self.name), self.namespace)
         if service is None:
-            raise MinimalDaskError(f"the scheduler Service of cluster {self.name} is gone")
+            raise DeployError(f"the scheduler Service of cluster {self.name} is gone")
         return service
 
     def _reach(self, port_name: str, port: int, scheme: str) -> str:
         """An address of the scheduler's port that works from where this process runs."""
-        host = f"{specs.scheduler_service_name(self.name)}.{self.namespace}.svc"
+        host = f"{labels.scheduler_service_name(self.name)}.{self.namespace}.svc"
         if in_cluster():
             return f"{scheme}://{host}:{port}"
         service = self._service()
@@ -135,21 +130,21 @@ class DaskCluster:
             ingress = (service.get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
             address = ingress.get("ip") or ingress.get("hostname")
             if not address:
-                raise MinimalDaskError(f"the LoadBalancer of cluster {self.name} has no address yet")
+                raise DeployError(f"the LoadBalancer of cluster {self.name} has no address yet")
             return f"{scheme}://{address}:{service_port['port']}"
         if self.spec.service_type == "NodePort":
             return f"{scheme}://{self._node_address()}:{service_port['nodePort']}"
         return f"{scheme}://127.0.0.1:{self._forward(port).local_port}"
 
     def _node_address(self) -> str:
-        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
+        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "scheduler"))
         for pod in pods:
             if host_ip := pod.get("status", {}).get("hostIP"):
                 return str(host_ip)
-        raise MinimalDaskError(f"the scheduler pod of cluster {self.name} has no node yet")
+        raise DeployError(f"the scheduler pod of cluster {self.name} has no node yet")
 
     def _ready_scheduler_pod(self) -> str:
-        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name, "scheduler"))
+        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "scheduler"))
         ready = [p["metadata"]["name"] for p in pods if pod_is_ready(p)]
         if not ready:
             raise DeployError(f"no ready scheduler pod in cluster {self.namespace}/{self.name} to forward to")
@@ -164,16 +159,15 @@ class DaskCluster:
 
     @property
     def scheduler_address(self) -> str:
-        return self._reach("tcp-comm", specs.SCHEDULER_PORT, "tls" if self.spec.use_tls else "tcp")
+        return self._reach(contract.COMM_PORT_NAME, contract.SCHEDULER_PORT, "tls" if self.spec.use_tls else "tcp")
 
     @property
     def dashboard_url(self) -> str:
-        return self._reach("http-dashboard", specs.DASHBOARD_PORT, "http")
+        return self._reach(contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT, "http")
 
     def scale(self, n_workers: int, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
-        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
-            raise ConfigError(f"n_workers must be an integer >= 0, got {n_workers!r}")
-        name = specs.component_name(self.name, "worker")
+        validate(Count, "n_workers", n_workers)
+        name = labels.component_name(self.name, "worker")
         self.kube.patch_scale(name, self.namespace, n_workers)
         if wait:
             wait_rollout(
@@ -182,13 +176,13 @@ class DaskCluster:
                 "Deployment",
                 name,
                 self.namespace,
-                specs.label_selector(self.name, "worker"),
+                labels.label_selector(self.name, "worker"),
                 timeout,
                 self.progress,
             )
 
     def logs(self, tail: int | None = None) -> dict[str, str]:
-        pods = self.kube.list("v1", "Pod", self.namespace, specs.label_selector(self.name))
+        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name))
         return {
             p["metadata"]["name"]: self.kube.pod_log(self.namespace, p["metadata"]["name"], tail=tail) for p in pods
         }
@@ -221,88 +215,64 @@ def _check_namespace(kube: Kube, namespace: str) -> None:
 
 
 def start_dask_cluster(
-    name: str,
-    namespace: str = "default",
-    image: str | None = None,
-    n_workers: int = 1,
-    resources: ClusterResources | Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-    pip_packages: Sequence[str] = (),
-    system_packages: Sequence[str] = (),
-    scheduler_args: Sequence[str] = (),
-    worker_args: Sequence[str] = (),
-    service_type: str = "ClusterIP",
+    name: str | None = None,
+    *,
+    spec: ClusterSpec | None = None,
     prepull: bool = False,
     wait: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
-    *,
-    tls_secret: str | None = None,
-    image_pull_secrets: Sequence[str] = (),
-    node_selector: Mapping[str, str] | None = None,
-    tolerations: Sequence[Mapping[str, Any]] = (),
+    keep_on_failure: bool = False,
     kubeconfig: str | None = None,
     context: str | None = None,
-    keep_on_failure: bool = False,
     on_progress: Progress | None = None,
+    **fields: Any,
 ) -> DaskCluster:
     """Create (or update in place) a Dask cluster and return its handle.
 
-    Re-running with the same name applies only what changed (server-side apply).
+    The cluster is `spec`, or ClusterSpec(name=name, **fields), or `spec` with `name` and
+    `fields` overriding its own: `start_dask_cluster(**yaml.safe_load(spec_file))` is the
+    cluster the file describes. Re-running with the same name applies only what changed
+    (server-side apply). `timeout` bounds the rollout (the scheduler's and the workers' in
+    one deadline), and the prepull before it.
     """
-    spec = ClusterSpec(
-        name=name,
-        namespace=namespace,
-        image=image or specs.default_image(),
-        n_workers=n_workers,
-        resources=ClusterResources.coerce(resources or {}),
-        env=env or {},
-        pip_packages=tuple(pip_packages),
-        system_packages=tuple(system_packages),
-        scheduler_args=tuple(scheduler_args),
-        worker_args=tuple(worker_args),
-        service_type=service_type,
-        tls_secret=tls_secret,
-        image_pull_secrets=tuple(image_pull_secrets),
-        node_selector=node_selector or {},
-        tolerations=tuple(tolerations),
-    )
-    if service_type != "ClusterIP" and tls_secret is None:
+    spec = cluster_spec(spec, **({"name": name} if name is not None else {}), **fields)
+    if spec.service_type != "ClusterIP" and not spec.use_tls:
         warnings.warn(
-            f"cluster {name}: the scheduler is exposed outside the cluster ({service_type}) WITHOUT TLS: "
+            f"cluster {spec.name}: the scheduler is exposed outside the cluster ({spec.service_type}) WITHOUT TLS: "
             "anyone who reaches it can run code on your workers; pass tls_secret=...",
             stacklevel=2,
         )
     progress = on_progress or _quiet
     kube = Kube.connect(kubeconfig, context)
-    _check_namespace(kube, namespace)
-    scheduler = specs.component_name(name, "scheduler")
-    existed = kube.get("apps/v1", "Deployment", scheduler, namespace) is not None
+    _check_namespace(kube, spec.namespace)
+    scheduler = labels.component_name(spec.name, "scheduler")
+    existed = kube.get("apps/v1", "Deployment", scheduler, spec.namespace) is not None
     cluster = DaskCluster(spec, kube, progress)
     try:
         if prepull:
             prepull_images(
                 [spec.image],
-                namespace,
-                name=name,
-                tolerations=tolerations,
-                node_selector=node_selector or {},
-                image_pull_secrets=image_pull_secrets,
+                spec.namespace,
+                name=spec.name,
+                tolerations=spec.tolerations,
+                node_selector=spec.node_selector,
+                image_pull_secrets=spec.image_pull_secrets,
                 timeout=timeout,
                 kube=kube,
                 on_progress=progress,
             )
         for obj in render_cluster(spec):
-            progress(f"applying {obj['kind']} {namespace}/{obj['metadata']['name']}")
+            progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
             cluster.wait(timeout)
     except BaseException as failure:
         if not existed and not keep_on_failure:
-            progress(f"start failed: removing what was created for cluster {name}")
+            progress(f"start failed: removing what was created for cluster {spec.name}")
             try:
-                delete_dask_cluster(name, namespace, timeout=CLEANUP_TIMEOUT, kube=kube, on_progress=progress)
+                delete_dask_cluster(spec.name, spec.namespace, timeout=CLEANUP_TIMEOUT, kube=kube, on_progress=progress)
             except MinimalDaskError as cleanup:
-                failure.add_note(f"cleanup of cluster {name} failed too: {cleanup}")
+                failure.add_note(f"cleanup of cluster {spec.name} failed too: {cleanup}")
         raise
     return cluster
 
@@ -319,9 +289,9 @@ def delete_dask_cluster(
     on_progress: Progress | None = None,
 ) -> int:
     """Delete every object that carries the cluster's label; idempotent. Returns how many."""
-    specs.check_dns_label("name", name)
+    validate(DnsLabel, "name", name)
     kube = kube or Kube.connect(kubeconfig, context)
-    selector = specs.label_selector(name)
+    selector = labels.label_selector(name)
     deleted = 0
     for api_version, kind in CLUSTER_KINDS:
         for obj in kube.list(api_version, kind, namespace, selector):
@@ -371,12 +341,12 @@ def prepull_images(
     spec = PrepullSpec(
         name=name,
         namespace=namespace,
-        images=tuple(images),
-        tolerations=tuple(tolerations),
+        images=images,
+        tolerations=tolerations,
         node_selector=node_selector or {},
         affinity=affinity or {},
         priority_class=priority_class,
-        image_pull_secrets=tuple(image_pull_secrets),
+        image_pull_secrets=image_pull_secrets,
         **({"pause_image": pause_image} if pause_image else {}),
     )
     kube = kube or Kube.connect(kubeconfig, context)
@@ -384,7 +354,7 @@ def prepull_images(
     (daemonset,) = render_prepuller(spec)
     kube.apply(daemonset)
     ds_name = daemonset["metadata"]["name"]
-    selector = specs.label_selector(name, "prepuller")
+    selector = labels.label_selector(name, "prepuller")
     try:
         wait_rollout(kube, "apps/v1", "DaemonSet", ds_name, namespace, selector, timeout, progress)
     except WaitTimeout:

@@ -115,14 +115,11 @@ class Kube:
         return result.to_dict()
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        """The object, or None if there is none (the dynamic client raises NotFoundError on every 404)."""
         resource = self.resource(api_version, kind)
-        try:
-            with api_call(f"get {kind} {name}"):
-                return resource.get(name=name, namespace=namespace).to_dict()
-        except DeployError as e:
-            if isinstance(e.__cause__, NotFoundError) or getattr(e.__cause__, "status", None) == 404:
-                return None
-            raise
+        with api_call(f"get {kind} {name}"), suppress(NotFoundError):
+            return resource.get(name=name, namespace=namespace).to_dict()
+        return None
 
     def list(self, api_version: str, kind: str, namespace: str | None, selector: str) -> list[Obj]:
         resource = self.resource(api_version, kind)

@@ -7,6 +7,7 @@ server-side apply) and the same YAML. Nothing here talks to Kubernetes.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import textwrap
 from collections.abc import Iterable, Mapping
@@ -16,7 +17,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from buildtools.cluster import specs
+from buildtools.cluster import contract, labels
+from buildtools.cluster.kubetypes import DnsLabel, DnsSubdomain, validate
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.settings import DATA_ROOT
 
@@ -24,19 +26,16 @@ MANIFESTS_DIR = DATA_ROOT / "manifests"
 
 DEFAULT_RBAC_NAME = "minimaldask-deployer"
 
-# Values the templates share with the Python side, defined once in specs.py.
-_GLOBALS = {
-    name: getattr(specs, name)
-    for name in (
-        "DASK_UID",
-        "COMM_PORT_NAME",
-        "DASHBOARD_PORT_NAME",
-        "HEALTH_PATH",
-        "TLS_MOUNT_PATH",
-        "ROOT_CAPABILITIES",
-        "PREPULL_RESOURCES",
-    )
+# The pause container and the prepuller's init containers: they do nothing, so ask for nearly
+# nothing. The memory limit leaves room for the runtime's own start-up inside the container.
+PREPULL_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "1m", "memory": "8Mi"},
+    "limits": {"cpu": "100m", "memory": "32Mi"},
 }
+
+# Values the templates share with the Python side, each defined once.
+_CONTRACT = ("DASK_UID", "COMM_PORT_NAME", "DASHBOARD_PORT_NAME", "HEALTH_PATH", "TLS_MOUNT_PATH", "ROOT_CAPABILITIES")
+_GLOBALS = {**{name: getattr(contract, name) for name in _CONTRACT}, "PREPULL_RESOURCES": PREPULL_RESOURCES}
 
 
 def tojson(value: Any) -> str:
@@ -90,11 +89,11 @@ def _component(spec: ClusterSpec, component: str, ports: list[tuple[str, int]]) 
     resources = getattr(spec.resources, component)
     return {
         "component": component,
-        "name": specs.component_name(spec.name, component),
-        "labels": {**spec.labels, **specs.component_labels(spec.name, component)},
-        "selector": specs.selector_labels(spec.name, component),
+        "name": labels.component_name(spec.name, component),
+        "labels": {**spec.labels, **labels.component_labels(spec.name, component)},
+        "selector": labels.selector_labels(spec.name, component),
         "ports": [{"name": name, "port": port} for name, port in ports],
-        "env": list(specs.dask_env(spec, component).items()),
+        "env": list(contract.dask_env(spec, component).items()),
         "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
     }
 
@@ -103,13 +102,16 @@ def cluster_context(spec: ClusterSpec) -> dict[str, Any]:
     """What the cluster's templates are rendered with."""
     return {
         "spec": spec,
-        "service_name": specs.scheduler_service_name(spec.name),
+        "service_name": labels.scheduler_service_name(spec.name),
         "scheduler": _component(
             spec,
             "scheduler",
-            [(specs.COMM_PORT_NAME, specs.SCHEDULER_PORT), (specs.DASHBOARD_PORT_NAME, specs.DASHBOARD_PORT)],
+            [
+                (contract.COMM_PORT_NAME, contract.SCHEDULER_PORT),
+                (contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT),
+            ],
         ),
-        "worker": _component(spec, "worker", [(specs.DASHBOARD_PORT_NAME, specs.WORKER_DASHBOARD_PORT)]),
+        "worker": _component(spec, "worker", [(contract.DASHBOARD_PORT_NAME, contract.WORKER_DASHBOARD_PORT)]),
     }
 
 
@@ -122,13 +124,19 @@ def render_cluster(spec: ClusterSpec) -> list[dict[str, Any]]:
     return [obj for template in CLUSTER_TEMPLATES for obj in _load(render_template(template, **context))]
 
 
+def images_checksum(images: Iterable[str]) -> str:
+    """The sha256 of the sorted, de-duplicated image list: it changes iff the set of images does,
+    and with it the prepuller's pod template, so that its pods pull the new set."""
+    return hashlib.sha256("\n".join(sorted(set(images))).encode()).hexdigest()
+
+
 def prepuller_context(spec: PrepullSpec) -> dict[str, Any]:
     return {
         "spec": spec,
-        "name": specs.component_name(spec.name, "prepuller"),
-        "labels": specs.component_labels(spec.name, "prepuller"),
-        "selector": specs.selector_labels(spec.name, "prepuller"),
-        "checksum": specs.images_checksum(spec.images),
+        "name": labels.component_name(spec.name, "prepuller"),
+        "labels": labels.component_labels(spec.name, "prepuller"),
+        "selector": labels.selector_labels(spec.name, "prepuller"),
+        "checksum": images_checksum(spec.images),
     }
 
 
@@ -138,15 +146,11 @@ def render_prepuller(spec: PrepullSpec) -> list[dict[str, Any]]:
 
 
 def rbac_context(namespace: str, name: str = DEFAULT_RBAC_NAME, tls_secret: str | None = None) -> dict[str, Any]:
-    specs.check_dns_label("namespace", namespace)
-    specs.check_dns_label("name", name)
-    if tls_secret is not None:
-        specs.check_dns_subdomain("tls_secret", tls_secret)
     return {
-        "namespace": namespace,
-        "name": name,
-        "labels": {**specs.BASE_LABELS, "app.kubernetes.io/component": "deployer"},
-        "tls_secret": tls_secret,
+        "namespace": validate(DnsLabel, "namespace", namespace),
+        "name": validate(DnsLabel, "name", name),
+        "labels": {**labels.BASE_LABELS, "app.kubernetes.io/component": "deployer"},
+        "tls_secret": validate(DnsSubdomain | None, "tls_secret", tls_secret),
     }
 
 

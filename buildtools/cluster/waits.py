@@ -2,12 +2,14 @@
 
 Predicates are pure so they can be tested on captured objects; the loop has a single
 monotonic deadline, reports what it waits for, and names the last state when it gives up.
+A Deadline may be shared by the waits of one operation (a cluster's two rollouts).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from buildtools.errors import CrashLoopError, ImagePullError, PodFailure, UnschedulableError, WaitTimeout
@@ -83,10 +85,30 @@ def unschedulable(pod: Obj) -> UnschedulableError | None:
     return None
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """A point on the monotonic clock, `seconds` (the whole wait's, for its message) after it was set."""
+
+    seconds: float
+    end: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds)
+
+    @classmethod
+    def of(cls, timeout: float | Deadline) -> Deadline:
+        """A deadline given (shared with other waits), or one `timeout` seconds from now."""
+        return timeout if isinstance(timeout, Deadline) else cls.after(timeout)
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+
 def wait_until(
     check: Callable[[], tuple[bool, str]],
     what: str,
-    timeout: float,
+    timeout: float | Deadline,
     on_progress: Callable[[str], None],
     interval: float = 1.0,
     on_timeout: Callable[[str], Exception | None] | None = None,
@@ -95,7 +117,7 @@ def wait_until(
 
     on_timeout may turn the last state into a more specific error (e.g. Unschedulable).
     """
-    deadline = time.monotonic() + timeout
+    deadline = Deadline.of(timeout)
     last = ""
     while True:
         done, state = check()
@@ -104,7 +126,9 @@ def wait_until(
             last = state
         if done:
             return state
-        if time.monotonic() >= deadline:
+        if not deadline.left():
             specific = on_timeout(state) if on_timeout else None
-            raise specific or WaitTimeout(f"timed out after {timeout:.3g} s waiting for {what}; last state: {state}")
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            raise specific or WaitTimeout(
+                f"timed out after {deadline.seconds:.3g} s waiting for {what}; last state: {state}"
+            )
+        time.sleep(min(interval, deadline.left()))

@@ -16,6 +16,7 @@ import typing
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import typer.core
@@ -148,3 +149,38 @@ def test_the_readme_misuses_as_a_subprocess(argv: tuple[str, ...]) -> None:
     )
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: "), result.stderr
+
+
+SPEC_FILES = {
+    "missing": (None, "cannot read the spec file"),
+    "bad-yaml": ("name: [demo\n", "not valid YAML"),
+    "not-a-mapping": ("[demo]\n", "a spec file is a mapping of ClusterSpec fields"),
+    "unknown-field": ("name: demo\nn_worker: 2\n", "unknown key 'n_worker' (known: name, namespace, image, n_workers"),
+    "bad-value": ("name: demo\nresources: {worker: {limits: {memory: lots}}}\n", "resources.worker.limits.memory"),
+    "no-name": ("n_workers: 2\n", "give the cluster's NAME"),
+}
+
+
+@pytest.mark.parametrize("command", [("render", "cluster"), ("up",)], ids=" ".join)
+@pytest.mark.parametrize(("case", "content", "names"), [(k, *v) for k, v in SPEC_FILES.items()], ids=SPEC_FILES)
+def test_a_bad_spec_file_is_one_line_and_exit_2(
+    tmp_path: Path, command: tuple[str, ...], case: str, content: str | None, names: str
+) -> None:
+    """`up` too fails before it looks for a cluster: the spec is read and checked first."""
+    path = tmp_path / f"{case}.yaml"
+    if content is not None:
+        path.write_text(content)
+    result = run_cli((*command, "--spec", str(path)))
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert names in result.stderr
+    assert (result.stdout, result.returncode) == ("", 2)
+
+
+def test_a_warning_is_one_line_too(tmp_path: Path) -> None:
+    """`up` warns about a scheduler exposed without TLS before it looks for the cluster."""
+    result = run_cli(("up", "demo", "--service-type", "NodePort", "--kubeconfig", str(tmp_path / "missing")))
+    warning, error = result.stderr.splitlines()
+    assert warning.startswith("warning: cluster demo: the scheduler is exposed outside the cluster (NodePort)")
+    assert error.startswith("error: cannot load the Kubernetes configuration"), error
+    assert result.returncode == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.cluster import specs
+from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
 from buildtools.cluster.kube import Kube
 from buildtools.errors import ImagePullError
@@ -112,7 +112,12 @@ def debian_ref(debian_image: str) -> str:
 def dask_cluster(node: Node, kube: Kube, debian_ref: str) -> Iterator[DaskCluster]:
     try:
         cluster = start_dask_cluster(
-            "e2e", NAMESPACE, image=debian_ref, n_workers=2, kubeconfig=str(node.kubeconfig), timeout=START_TIMEOUT
+            "e2e",
+            namespace=NAMESPACE,
+            image=debian_ref,
+            n_workers=2,
+            kubeconfig=str(node.kubeconfig),
+            timeout=START_TIMEOUT,
         )
     except Exception as e:
         pytest.fail(f"start_dask_cluster failed: {e}\n{node.log_tail()}", pytrace=False)
@@ -160,8 +165,10 @@ def wait_gone(what: str, check: object, timeout: float = 180.0) -> None:
 
 def test_delete_leaves_no_pod_container_or_object(node: Node, kube: Kube, debian_ref: str) -> None:
     name = "e2e-delete"
-    start_dask_cluster(name, NAMESPACE, image=debian_ref, n_workers=1, kubeconfig=str(node.kubeconfig), timeout=300)
-    selector = specs.label_selector(name)
+    start_dask_cluster(
+        name, namespace=NAMESPACE, image=debian_ref, n_workers=1, kubeconfig=str(node.kubeconfig), timeout=300
+    )
+    selector = labels.label_selector(name)
     assert kube.list("v1", "Pod", NAMESPACE, selector)
     pod_names = {p["metadata"]["name"] for p in kube.list("v1", "Pod", NAMESPACE, selector)}
 
@@ -193,7 +200,7 @@ def test_missing_image_fails_fast_with_image_pull_error(node: Node, kube: Kube) 
     start = time.monotonic()
     with pytest.raises(ImagePullError) as failure:
         start_dask_cluster(
-            "e2e-noimage", NAMESPACE, image=image, n_workers=1, kubeconfig=str(node.kubeconfig), timeout=300
+            "e2e-noimage", namespace=NAMESPACE, image=image, n_workers=1, kubeconfig=str(node.kubeconfig), timeout=300
         )
     elapsed = time.monotonic() - start
     message = str(failure.value)
@@ -202,4 +209,4 @@ def test_missing_image_fails_fast_with_image_pull_error(node: Node, kube: Kube) 
     # The runtime's own pull error (containerd: "... not found"), naming the image.
     assert "does-not-exist" in message and "not found" in message, message
     # The failed start removed what it had created.
-    assert kube.list("v1", "Pod", NAMESPACE, specs.label_selector("e2e-noimage")) == []
+    assert kube.list("v1", "Pod", NAMESPACE, labels.label_selector("e2e-noimage")) == []

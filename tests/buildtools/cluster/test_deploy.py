@@ -14,13 +14,21 @@ import pytest
 import yaml
 from kubernetes import client
 
-from buildtools.cluster import specs
+from buildtools.cluster import labels
 from buildtools.cluster.deploy import delete_dask_cluster, prepull_images, start_dask_cluster
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.render import render_rbac
+from buildtools.cluster.specs import ClusterSpec
 from buildtools.cluster.waits import rollout_state, wait_until
 from buildtools.errors import ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
-from tests.k8s_cluster import add_fake_node, api_client, delete_fake_node, start_cluster, stop_cluster
+from tests.k8s_cluster import (
+    FAKE_LOG_LINE,
+    add_fake_node,
+    api_client,
+    delete_fake_node,
+    start_cluster,
+    stop_cluster,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -62,7 +70,7 @@ def namespace(kubeconfig: str) -> Iterator[str]:
 
 def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[str]]:
     """Everything carrying the cluster's label, across all the kinds that could hold it."""
-    selector = specs.label_selector(cluster)
+    selector = labels.label_selector(cluster)
     kube = Kube.connect(kubeconfig)
     found = {}
     for api_version, kind in [
@@ -84,7 +92,7 @@ def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tupl
     kube = Kube.connect(kubeconfig)
     result = {}
     for api_version, kind in [("apps/v1", "Deployment"), ("v1", "Service")]:
-        for obj in kube.list(api_version, kind, namespace, specs.label_selector(cluster)):
+        for obj in kube.list(api_version, kind, namespace, labels.label_selector(cluster)):
             meta = obj["metadata"]
             result[f"{kind}/{meta['name']}"] = (meta["uid"], meta.get("generation", 0), meta["resourceVersion"])
     return result
@@ -93,7 +101,7 @@ def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tupl
 def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> None:
     seen: list[str] = []
     cluster = start_dask_cluster(
-        "c1", namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig, on_progress=seen.append
+        "c1", namespace=namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig, on_progress=seen.append
     )
     assert any("waiting for Deployment" in line and "replicas ready" in line for line in seen)
     found = objects_of(kubeconfig, namespace, "c1")
@@ -109,13 +117,13 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     env = {e["name"]: e.get("value") for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DASK_SCHEDULER_ADDRESS"] == f"tcp://c1-scheduler.{namespace}.svc:8786"
 
-    # The same call again changes nothing: same objects, same generations, same versions.
+    # The same spec again changes nothing: same objects, same generations, same versions.
     before = versions_of(kubeconfig, namespace, "c1")
-    start_dask_cluster("c1", namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig)
+    start_dask_cluster(spec=cluster.spec, timeout=120, kubeconfig=kubeconfig)
     assert versions_of(kubeconfig, namespace, "c1") == before
 
     # A changed field updates in place: only the workers' spec changes, the Service stays.
-    start_dask_cluster("c1", namespace, image=IMAGE, n_workers=3, timeout=120, kubeconfig=kubeconfig)
+    start_dask_cluster(spec=cluster.spec, n_workers=3, timeout=120, kubeconfig=kubeconfig)
     after = versions_of(kubeconfig, namespace, "c1")
     assert after["Service/c1-scheduler"] == before["Service/c1-scheduler"]
     assert after["Deployment/c1-scheduler"][:2] == before["Deployment/c1-scheduler"][:2]
@@ -130,8 +138,18 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig) == 0  # idempotent
 
 
+def test_prepull_first_with_the_clusters_scheduling_options(kubeconfig: str, namespace: str) -> None:
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    options = {"image": IMAGE, "tolerations": [toleration], "timeout": 120, "kubeconfig": kubeconfig}
+    with start_dask_cluster("c7", namespace=namespace, prepull=True, **options):
+        assert objects_of(kubeconfig, namespace, "c7")["DaemonSet"] == ["c7-prepuller"]
+        pods = Kube.connect(kubeconfig).list("v1", "Pod", namespace, labels.label_selector("c7", "prepuller"))
+        assert "gpu-1" in {p["spec"]["nodeName"] for p in pods}  # the cluster's toleration
+    assert objects_of(kubeconfig, namespace, "c7") == {}  # the prepuller goes with the cluster
+
+
 def test_context_manager_removes_the_cluster(kubeconfig: str, namespace: str) -> None:
-    with start_dask_cluster("c2", namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=kubeconfig):
+    with start_dask_cluster("c2", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=kubeconfig):
         assert objects_of(kubeconfig, namespace, "c2")
     assert objects_of(kubeconfig, namespace, "c2") == {}
 
@@ -143,6 +161,9 @@ def test_context_manager_removes_the_cluster(kubeconfig: str, namespace: str) ->
         ({"name": "ok", "n_workers": -1}, "n_workers"),
         ({"name": "ok", "service_type": "Ingress"}, "service_type"),
         ({"name": "ok", "resources": {"worker": {"limits": {"memory": "lots"}}}}, "memory"),
+        ({"name": "ok", "n_worker": 2}, r"^unknown key 'n_worker' \(known: name, namespace, image, n_workers, "),
+        ({"spec": ClusterSpec(name="ok", image=IMAGE), "n_workers": -1}, "n_workers must be an integer >= 0"),
+        ({}, "name must be given"),
     ],
 )
 def test_bad_input_fails_before_anything_is_created(
@@ -157,16 +178,16 @@ def test_bad_input_fails_before_anything_is_created(
 
 def test_missing_namespace_and_unknown_context(kubeconfig: str) -> None:
     with pytest.raises(ConfigError, match="namespace 'does-not-exist' does not exist"):
-        start_dask_cluster("c3", "does-not-exist", image=IMAGE, kubeconfig=kubeconfig)
+        start_dask_cluster("c3", namespace="does-not-exist", image=IMAGE, kubeconfig=kubeconfig)
     with pytest.raises(ConfigError, match="cannot load the Kubernetes configuration"):
-        start_dask_cluster("c3", "default", image=IMAGE, kubeconfig=kubeconfig, context="no-such-context")
+        start_dask_cluster("c3", namespace="default", image=IMAGE, kubeconfig=kubeconfig, context="no-such-context")
 
 
 def test_unschedulable_names_the_pod_and_the_schedulers_message(kubeconfig: str, namespace: str) -> None:
     with pytest.raises(UnschedulableError) as error:
         start_dask_cluster(
             "c4",
-            namespace,
+            namespace=namespace,
             image=IMAGE,
             n_workers=1,
             timeout=15,
@@ -183,13 +204,15 @@ def test_timeout_names_what_it_waited_for(kubeconfig: str, namespace: str) -> No
     with pytest.raises(
         WaitTimeout, match=rf"waiting for Deployment {namespace}/c5-scheduler; last state: 0/1 replicas"
     ):
-        start_dask_cluster("c5", namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig)
+        start_dask_cluster("c5", namespace=namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig)
     assert objects_of(kubeconfig, namespace, "c5") == {}
 
 
 def test_keep_on_failure_leaves_the_objects_for_inspection(kubeconfig: str, namespace: str) -> None:
     with pytest.raises(WaitTimeout):
-        start_dask_cluster("c6", namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig, keep_on_failure=True)
+        start_dask_cluster(
+            "c6", namespace=namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig, keep_on_failure=True
+        )
     assert "Deployment" in objects_of(kubeconfig, namespace, "c6")
     delete_dask_cluster("c6", namespace, kubeconfig=kubeconfig)
 
@@ -198,7 +221,7 @@ def test_prepuller_reaches_every_schedulable_node_and_new_ones(kubeconfig: str, 
     result = prepull_images([IMAGE], namespace, name="pp", timeout=120, kubeconfig=kubeconfig)
     assert (result.ready, result.desired) == (SCHEDULABLE, SCHEDULABLE)
     kube = Kube.connect(kubeconfig)
-    pods = kube.list("v1", "Pod", namespace, specs.label_selector("pp", "prepuller"))
+    pods = kube.list("v1", "Pod", namespace, labels.label_selector("pp", "prepuller"))
     assert "gpu-1" not in {p["spec"]["nodeName"] for p in pods}
 
     add_fake_node(kubeconfig, "late-1", arch="amd64")
@@ -226,7 +249,7 @@ def test_prepuller_reaches_the_gpu_node_only_with_a_toleration(kubeconfig: str, 
         kubeconfig=kubeconfig,
     )
     kube = Kube.connect(kubeconfig)
-    pods = kube.list("v1", "Pod", namespace, specs.label_selector("gpu", "prepuller"))
+    pods = kube.list("v1", "Pod", namespace, labels.label_selector("gpu", "prepuller"))
     assert {p["spec"]["nodeName"] for p in pods} == {"amd64-1", "amd64-2", "amd64-3", "gpu-1"}
     assert result.ready == 4
     assert len(pods[0]["spec"]["initContainers"]) == 2
@@ -258,8 +281,14 @@ def apply_all(kubeconfig: str, objects: list[dict[str, Any]]) -> None:
 def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
     apply_all(kubeconfig, render_rbac(namespace))
     as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
-    cluster = start_dask_cluster("rb", namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=as_account)
-    assert cluster.logs is not None
+    cluster = start_dask_cluster(
+        "rb", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=as_account
+    )
+    # Every pod's log, by pod name (the Role's pods/log); kwok's fake containers all log one line.
+    logs = cluster.logs()
+    assert sorted(name.rsplit("-", 2)[0] for name in logs) == ["rb-scheduler", "rb-worker"]
+    assert set(logs.values()) == {FAKE_LOG_LINE + "\n"}
+    assert cluster.logs(tail=0) == dict.fromkeys(logs, "")
     assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 3
 
 
@@ -270,7 +299,7 @@ def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, nam
     apply_all(kubeconfig, objects)
     as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
     with pytest.raises(ForbiddenError, match=r"forbidden: cannot apply Service .*services.* docs/RBAC.md"):
-        start_dask_cluster("rb2", namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
+        start_dask_cluster("rb2", namespace=namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
     assert objects_of(kubeconfig, namespace, "rb2") == {}
 
 

@@ -1,7 +1,10 @@
 """Rendering specs to manifests: valid Kubernetes objects, consistent labels, locked-down pods, lint-clean YAML."""
 
 import copy
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -11,7 +14,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from buildtools.cluster import render, specs
+from buildtools.cluster import contract, labels, render
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.errors import ConfigError
 
@@ -153,8 +156,8 @@ def test_labels_and_selectors_consistent(spec: ClusterSpec) -> None:
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector.items() <= pod_labels.items()
-        assert selector == specs.selector_labels("demo", component)
-        assert pod_labels == {**spec.labels, **specs.component_labels("demo", component)}
+        assert selector == labels.selector_labels("demo", component)
+        assert pod_labels == {**spec.labels, **labels.component_labels("demo", component)}
         assert deployment["metadata"]["labels"] == pod_labels
     scheduler_pods = scheduler["spec"]["template"]["metadata"]["labels"]
     worker_pods = worker["spec"]["template"]["metadata"]["labels"]
@@ -241,7 +244,7 @@ def test_no_resources_no_scheduling_options() -> None:
 def test_workers_use_the_service_dns_name(spec: ClusterSpec) -> None:
     worker = by_kind(render.render_cluster(spec), "Deployment", "demo-worker")
     address = env_of(pod_spec(worker)["containers"][0])["DASK_SCHEDULER_ADDRESS"]
-    assert address == specs.scheduler_address(spec)
+    assert address == contract.scheduler_address(spec)
     assert address.split("://")[1] == "demo-scheduler.dask.svc:8786"
 
 
@@ -284,7 +287,7 @@ def test_pods_are_locked_down(obj: dict[str, Any]) -> None:
         security = container["securityContext"]
         assert security["allowPrivilegeEscalation"] is False, container["name"]
         assert security["capabilities"]["drop"] == ["ALL"], container["name"]
-        assert set(security["capabilities"].get("add", [])) <= (set(specs.ROOT_CAPABILITIES) if root else set())
+        assert set(security["capabilities"].get("add", [])) <= (set(contract.ROOT_CAPABILITIES) if root else set())
 
 
 def test_system_packages_run_as_root_explicitly() -> None:
@@ -293,7 +296,7 @@ def test_system_packages_run_as_root_explicitly() -> None:
         assert spec["securityContext"]["runAsUser"] == 0
         assert spec["securityContext"]["runAsNonRoot"] is False
         (container,) = spec["containers"]
-        assert container["securityContext"]["capabilities"]["add"] == list(specs.ROOT_CAPABILITIES)
+        assert container["securityContext"]["capabilities"]["add"] == list(contract.ROOT_CAPABILITIES)
         assert env_of(container)["EXTRA_APT_PACKAGES"] == "curl"
 
 
@@ -305,8 +308,8 @@ def test_prepuller_daemonset() -> None:
     (daemonset,) = render.render_prepuller(spec)
     assert daemonset["kind"] == "DaemonSet"
     assert daemonset["metadata"]["name"] == "demo-prepuller"
-    assert daemonset["spec"]["selector"]["matchLabels"] == specs.selector_labels("demo", "prepuller")
-    assert daemonset["spec"]["template"]["metadata"]["labels"] == specs.component_labels("demo", "prepuller")
+    assert daemonset["spec"]["selector"]["matchLabels"] == labels.selector_labels("demo", "prepuller")
+    assert daemonset["spec"]["template"]["metadata"]["labels"] == labels.component_labels("demo", "prepuller")
     assert daemonset["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}
     pod = pod_spec(daemonset)
     init = pod["initContainers"]
@@ -316,7 +319,7 @@ def test_prepuller_daemonset() -> None:
         assert container["command"] == ["/bin/sh", "-c", "echo Pulling complete"]
     (pause,) = pod["containers"]
     assert pause["image"] == "registry.example:5000/pause:3.10"
-    assert pause["resources"] == specs.PREPULL_RESOURCES
+    assert pause["resources"] == render.PREPULL_RESOURCES
     assert pod["terminationGracePeriodSeconds"] == 0
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert pod["nodeSelector"] == {"dask.org/node": "true"}
@@ -340,7 +343,7 @@ def checksum_of(images: list[str]) -> str:
 
 def test_prepuller_checksum_changes_iff_image_set_changes() -> None:
     base = checksum_of(["a:1", "b:1"])
-    assert base == specs.images_checksum(["a:1", "b:1"])
+    assert base == render.images_checksum(["a:1", "b:1"])
     assert checksum_of(["b:1", "a:1"]) == base
     assert checksum_of(["b:1", "a:1", "b:1"]) == base
     assert render.render_prepuller(prepull(images=["b:1", "a:1"])) == render.render_prepuller(
@@ -349,6 +352,14 @@ def test_prepuller_checksum_changes_iff_image_set_changes() -> None:
     assert checksum_of(["a:1", "b:2"]) != base
     assert checksum_of(["a:1"]) != base
     assert checksum_of(["a:1", "b:1", "c:1"]) != base
+
+
+def test_images_checksum() -> None:
+    checksum = render.images_checksum(["a:1", "b:1"])
+    assert len(checksum) == 64
+    assert render.images_checksum(["b:1", "a:1", "a:1"]) == checksum
+    assert render.images_checksum(["a:1", "b:2"]) != checksum
+    assert render.images_checksum(["a:1"]) != checksum
 
 
 # --- RBAC ---
@@ -432,7 +443,7 @@ def test_rendering_is_deterministic() -> None:
     reordered = cluster(
         **{
             field: (dict(reversed(value.items())) if isinstance(value, dict) else value)
-            for field, value in vars(FULL).items()
+            for field, value in FULL.model_dump().items()
             if field not in ("namespace", "image")
         }
     )
@@ -470,3 +481,54 @@ def test_templates_are_found() -> None:
         "prepuller-daemonset.yaml.j2",
         "rbac.yaml.j2",
     } <= names
+
+
+# --- one schema: the CLI's spec file and the API give the same manifests ---
+
+SPEC_FILE = f"""\
+name: demo
+namespace: dask
+image: {IMAGE}
+n_workers: 3
+resources:
+  scheduler: {{requests: {{cpu: 250m, memory: 512Mi}}, limits: {{memory: 1Gi}}}}
+  worker: {{requests: {{cpu: 1, memory: 2Gi}}, limits: {{cpu: 1500m, memory: 2Gi}}}}
+env: {{GREETING: "hello: world"}}
+pip_packages: ["dask[array]", "pandas>=2"]
+scheduler_args: [--idle-timeout, 1h]
+service_type: NodePort
+tls_secret: dask-tls
+image_pull_secrets: [regcred]
+node_selector: {{kubernetes.io/os: linux}}
+tolerations:
+  - {{key: dedicated, operator: Equal, value: dask, effect: NoSchedule}}
+worker_grace_seconds: 120
+labels: {{team: data}}
+"""
+
+
+def render_cli(*argv: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "buildtools", "render", "cluster", *argv], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_spec_file_through_the_cli_is_the_spec_through_the_api(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(SPEC_FILE)
+    # What start_dask_cluster(**yaml.safe_load(...)) deploys.
+    api = render.render_cluster(ClusterSpec(**yaml.safe_load(SPEC_FILE)))
+    assert list(yaml.safe_load_all(render_cli("--spec", str(path)))) == api
+    assert render_cli("--spec", str(path)) == render.to_yaml(api)
+    assert by_kind(api, "Deployment", "demo-worker")["spec"]["replicas"] == 3
+
+
+def test_the_cli_options_override_the_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(SPEC_FILE)
+    text = render_cli("other", "--spec", str(path), "-n", "data", "--workers", "5", "--service-type", "ClusterIP")
+    overridden = {**yaml.safe_load(SPEC_FILE), "name": "other", "namespace": "data", "n_workers": 5}
+    overridden["service_type"] = "ClusterIP"
+    assert text == render.to_yaml(render.render_cluster(ClusterSpec(**overridden)))

@@ -1,15 +1,22 @@
-"""Cluster and prepuller specs: validation, names, labels, addresses and env (pure, no cluster needed)."""
+"""Cluster and prepuller specs: defaults, validation (one ConfigError line naming the field),
+the spec file and its JSON schema (pure, no cluster needed)."""
 
-import dataclasses
-from importlib import metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
-from buildtools.cluster import specs
-from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources
+from buildtools.cluster import contract, labels, specs
+from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources, cluster_spec
 from buildtools.errors import ConfigError
+from buildtools.settings import REPO_ROOT
 
+SCHEMA_FILE = REPO_ROOT / "docs" / "cluster-spec.schema.json"
 IMAGE = "registry.example:5000/minimaldask/debian:2026.8.0"
 
 
@@ -36,14 +43,7 @@ def test_defaults() -> None:
     assert spec.worker_grace_seconds == 60
     assert spec.resources == ClusterResources()
     assert not spec.run_as_root
-    assert spec.image == specs.default_image()
-
-
-def test_default_image_matches_installed_distributed() -> None:
-    version = metadata.version("distributed")
-    assert specs.DEFAULT_REGISTRY == "ghcr.io/minimaldask"
-    assert specs.default_image() == f"ghcr.io/minimaldask/minimaldask/debian:{version}"
-    assert specs.default_image(registry="127.0.0.1:5000/") == f"127.0.0.1:5000/minimaldask/debian:{version}"
+    assert spec.image == contract.default_image()
 
 
 def test_spec_is_frozen_and_normalised() -> None:
@@ -51,16 +51,18 @@ def test_spec_is_frozen_and_normalised() -> None:
     assert spec.pip_packages == ("pandas",)
     assert spec.scheduler_args == ("--idle-timeout", "1h")
     assert spec.image_pull_secrets == ("regcred",)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.n_workers = 2  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        spec.resources.worker.limits = {}  # type: ignore[misc]
 
 
-def test_resources_from_mapping_or_dataclass() -> None:
+def test_resources_from_mapping_or_model() -> None:
     as_mapping = cluster(resources={"worker": {"requests": {"cpu": 1}, "limits": {"cpu": "2", "memory": "4Gi"}}})
-    as_dataclass = cluster(
+    as_model = cluster(
         resources=ClusterResources(worker=Resources(requests={"cpu": "1"}, limits={"cpu": "2", "memory": "4Gi"}))
     )
-    assert as_mapping.resources == as_dataclass.resources
+    assert as_mapping.resources == as_model.resources
     assert as_mapping.resources.worker.requests == {"cpu": "1"}  # numbers become quantities (strings)
     assert as_mapping.resources.scheduler == Resources()
 
@@ -82,7 +84,8 @@ def test_extended_and_fractional_resources() -> None:
         ({"name": "1demo"}, "name must be"),  # a Service name starts with a letter
         ({"name": "de_mo"}, "name must be"),
         ({"name": ""}, "name must be"),
-        ({"name": "a" * (specs.NAME_MAX_LENGTH + 1)}, "at most 53 characters"),
+        ({"name": "a" * (labels.NAME_MAX_LENGTH + 1)}, "at most 53 characters"),
+        ({"name": 3}, "name must be"),
         ({"namespace": "Dask"}, "namespace must be"),
         ({"namespace": "a" * 64}, "namespace must be"),
         ({"n_workers": -1}, "n_workers must be an integer >= 0"),
@@ -99,7 +102,8 @@ def test_extended_and_fractional_resources() -> None:
         ({"resources": {"scheduler": {"requests": {"cpu": True}}}}, "is not a Kubernetes quantity"),
         ({"resources": {"worker": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}, "exceeds its limit"),
         ({"resources": {"worker": {"limit": {}}}}, "unknown key 'limit'"),
-        ({"resources": {"workers": {}}}, "unknown key 'workers'"),
+        ({"resources": {"workers": {}}}, r"resources: unknown key 'workers' \(known: scheduler, worker\)"),
+        ({"resources": ["worker"]}, "resources must be a mapping"),
         ({"resources": {"worker": {"limits": {"gpu": "1"}}}}, "unknown resource 'gpu'"),
         ({"env": {"1X": "v"}}, "env: '1X' is not a valid variable name"),
         ({"env": {"A-B": "v"}}, "is not a valid variable name"),
@@ -115,6 +119,7 @@ def test_extended_and_fractional_resources() -> None:
         ),
         ({"env": ["A=B"]}, "env must be a mapping"),
         ({"pip_packages": "pandas"}, "pip_packages must be a list"),
+        ({"pip_packages": {"pandas"}}, "pip_packages must be a list"),  # a set has no order
         ({"pip_packages": ["--index-url=http://evil"]}, "looks like an option"),
         ({"system_packages": ["curl wget"]}, "without whitespace"),
         ({"system_package_manager": "yum"}, "system_package_manager must be auto, apt or apk"),
@@ -133,121 +138,11 @@ def test_extended_and_fractional_resources() -> None:
         ({"worker_grace_seconds": -1}, "worker_grace_seconds must be an integer >= 0"),
         ({"labels": {"dask.org/component": "x"}}, "labels must not set dask.org/component"),
         ({"labels": {"team": "x" * 64}}, "not a valid label value"),
+        ({"n_worker": 3}, r"^unknown key 'n_worker' \(known: name, namespace, image, n_workers, "),
     ],
 )
 def test_invalid_cluster_spec(overrides: dict[str, Any], match: str) -> None:
     assert_config_error(lambda: cluster(**overrides), match)
-
-
-def test_name_length_leaves_room_for_the_suffixes() -> None:
-    name = "a" * specs.NAME_MAX_LENGTH
-    spec = cluster(name=name)
-    for component in specs.COMPONENTS:
-        assert len(specs.component_name(spec.name, component)) <= 63
-
-
-def test_unknown_component() -> None:
-    assert_config_error(lambda: specs.component_labels("demo", "nanny"), "component must be one of")
-    assert_config_error(lambda: specs.dask_env(cluster(), "prepuller"), "component must be scheduler or worker")
-
-
-# --- names, labels, addresses ---
-
-
-def test_labels() -> None:
-    assert specs.cluster_labels("demo") == {
-        "app.kubernetes.io/name": "dask",
-        "app.kubernetes.io/instance": "demo",
-        "app.kubernetes.io/managed-by": "minimaldask",
-        "dask.org/cluster-name": "demo",
-    }
-    for component in specs.COMPONENTS:
-        labels = specs.component_labels("demo", component)
-        assert labels == {**specs.cluster_labels("demo"), "dask.org/component": component}
-        selector = specs.selector_labels("demo", component)
-        assert selector.items() <= labels.items()
-
-
-def test_label_selector() -> None:
-    assert specs.label_selector("demo") == "dask.org/cluster-name=demo"
-    assert specs.label_selector("demo", "worker") == "dask.org/cluster-name=demo,dask.org/component=worker"
-
-
-def test_scheduler_service_and_address() -> None:
-    assert specs.scheduler_service_name("demo") == "demo-scheduler"
-    assert specs.scheduler_address(cluster()) == "tcp://demo-scheduler.dask.svc:8786"
-    assert specs.scheduler_address(cluster(tls_secret="dask-tls")) == "tls://demo-scheduler.dask.svc:8786"
-
-
-# --- the containers' environment ---
-
-
-def test_scheduler_env() -> None:
-    env = specs.dask_env(cluster(scheduler_args=["--idle-timeout", "1h"], env={"B": "2", "A": "1"}), "scheduler")
-    assert env == {
-        "WORKER": "false",
-        "PORT": "8786",
-        "DASHBOARD_PORT": "8787",
-        "ARGUMENTS": "--idle-timeout 1h",
-        "A": "1",
-        "B": "2",
-    }
-
-
-@pytest.mark.parametrize(
-    ("limits", "nthreads", "memory"),
-    [
-        ({"cpu": "1500m", "memory": "2Gi"}, "2", str(2 * 1024**3)),
-        ({"cpu": "250m", "memory": "1G"}, "1", "1000000000"),
-        ({"cpu": "4"}, "4", None),
-        ({}, None, None),
-    ],
-)
-def test_worker_env_from_limits(limits: dict[str, str], nthreads: str | None, memory: str | None) -> None:
-    env = specs.dask_env(cluster(resources={"worker": {"limits": limits}}), "worker")
-    assert env["WORKER"] == "true"
-    assert env["DASHBOARD_PORT"] == "8788"
-    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
-    assert env.get("WORKER_NTHREADS") == nthreads
-    assert env.get("WORKER_MEMORY_LIMIT") == memory
-
-
-def test_worker_env_can_override_derived_values() -> None:
-    spec = cluster(resources={"worker": {"limits": {"cpu": "4"}}}, env={"WORKER_NTHREADS": "1"})
-    assert specs.dask_env(spec, "worker")["WORKER_NTHREADS"] == "1"
-    assert specs.dask_env(spec, "scheduler")["WORKER_NTHREADS"] == "1"  # env goes to every Dask container
-
-
-@pytest.mark.parametrize(
-    ("image", "manager", "variable"),
-    [
-        (IMAGE, "auto", "EXTRA_APT_PACKAGES"),
-        ("127.0.0.1:5000/minimaldask/alpine:2026.8.0", "auto", "EXTRA_APK_PACKAGES"),
-        ("127.0.0.1:5000/minimaldask/rapids:2026.8.0", "auto", "EXTRA_APT_PACKAGES"),
-        ("example.org/custom:1", "apk", "EXTRA_APK_PACKAGES"),
-    ],
-)
-def test_system_packages_run_as_root(image: str, manager: str, variable: str) -> None:
-    spec = cluster(image=image, system_packages=["curl", "git"], system_package_manager=manager)
-    assert spec.run_as_root
-    for component in ("scheduler", "worker"):
-        env = specs.dask_env(spec, component)
-        assert env[variable] == "curl git"
-        (other,) = {"EXTRA_APT_PACKAGES", "EXTRA_APK_PACKAGES"} - {variable}
-        assert other not in env
-
-
-def test_pip_packages_and_tls_env() -> None:
-    spec = cluster(pip_packages=["dask[array]", "pandas>=2"], tls_secret="dask-tls")
-    assert not spec.run_as_root
-    for component in ("scheduler", "worker"):
-        env = specs.dask_env(spec, component)
-        assert env["EXTRA_PIP_PACKAGES"] == "dask[array] pandas>=2"
-        assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "true"
-        assert env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"] == "/etc/dask/tls/ca.crt"
-        for role in ("SCHEDULER", "WORKER"):
-            assert env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__CERT"] == "/etc/dask/tls/tls.crt"
-            assert env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] == "/etc/dask/tls/tls.key"
 
 
 # --- the prepuller ---
@@ -257,6 +152,7 @@ def test_prepull_spec() -> None:
     spec = PrepullSpec(name="demo", images=["b:1", "a:1", "b:1"], tolerations=[{"operator": "Exists"}])
     assert spec.namespace == "default"
     assert spec.pause_image == specs.DEFAULT_PAUSE_IMAGE == "registry.k8s.io/pause:3.10"
+    assert PrepullSpec(name="demo", images=("a:1",)) == PrepullSpec(name="demo", images=["a:1"])
     assert spec.images == ("b:1", "a:1", "b:1")
     assert spec.unique_images == ("a:1", "b:1")
     assert spec.tolerations == ({"operator": "Exists"},)
@@ -283,9 +179,63 @@ def test_invalid_prepull_spec(overrides: dict[str, Any], match: str) -> None:
     assert_config_error(lambda: PrepullSpec(**{"name": "demo", "images": ["a:1"], **overrides}), match)
 
 
-def test_images_checksum() -> None:
-    checksum = specs.images_checksum(["a:1", "b:1"])
-    assert len(checksum) == 64
-    assert specs.images_checksum(["b:1", "a:1", "a:1"]) == checksum
-    assert specs.images_checksum(["a:1", "b:2"]) != checksum
-    assert specs.images_checksum(["a:1"]) != checksum
+# --- one schema: overrides, the spec file, the JSON schema ---
+
+
+def test_cluster_spec_overrides_fields_and_validates_again() -> None:
+    base = cluster(n_workers=2, tls_secret="dask-tls", env={"A": "1"})
+    assert cluster_spec(base) == base
+    changed = cluster_spec(base, n_workers=5, name="other")
+    assert (changed.name, changed.n_workers, changed.tls_secret, changed.env) == ("other", 5, "dask-tls", {"A": "1"})
+    assert cluster_spec({"name": "demo", "image": IMAGE}, namespace="dask") == cluster()
+    # The override is checked with the rest: here against the TLS variables the spec reserves.
+    assert_config_error(
+        lambda: cluster_spec(base, env={"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": "x"}), "TLS__CA_FILE is set by"
+    )
+    assert_config_error(lambda: cluster_spec({1: "x"}, name="demo"), r"unknown key 1 \(known: name, ")
+    assert_config_error(lambda: cluster_spec(), "name must be given")
+
+
+def test_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("name: demo\nnamespace: dask\nresources:\n  worker:\n    limits: {cpu: 2}\n")
+    fields = specs.read_spec_file(path)
+    assert fields == {"name": "demo", "namespace": "dask", "resources": {"worker": {"limits": {"cpu": 2}}}}
+    assert cluster_spec(fields, image=IMAGE).resources.worker.limits == {"cpu": "2"}
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    assert specs.read_spec_file(tmp_path / "empty.yaml") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (None, r"cannot read the spec file .*missing.yaml: No such file or directory"),
+        ("name: [demo\n", r"cluster.yaml:2:1: not valid YAML: expected ',' or ']'"),
+        ("- name: demo\n", "cluster.yaml: a spec file is a mapping of ClusterSpec fields, got list"),
+        (b"name: \xff\n", "cannot read the spec file"),
+    ],
+)
+def test_bad_spec_file(tmp_path: Path, text: str | bytes | None, match: str) -> None:
+    path = tmp_path / ("missing.yaml" if text is None else "cluster.yaml")
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    assert_config_error(lambda: specs.read_spec_file(path), match)
+
+
+def test_the_committed_schema_is_the_models() -> None:
+    assert json.loads(SCHEMA_FILE.read_text()) == ClusterSpec.model_json_schema()
+    result = subprocess.run(
+        [sys.executable, "-m", "buildtools", "render", "spec-schema"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == SCHEMA_FILE.read_text(), "regenerate: buildtools render spec-schema > " + str(SCHEMA_FILE)
+
+
+def test_the_documented_example_is_a_valid_spec() -> None:
+    """The example in docs/CLUSTER-SPEC.md, as a spec file gives it."""
+    doc = (REPO_ROOT / "docs" / "CLUSTER-SPEC.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = cluster_spec(yaml.safe_load(example))
+    assert spec.name == "analysis"
+    assert spec.resources.worker.limits

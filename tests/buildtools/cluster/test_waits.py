@@ -1,9 +1,11 @@
 """Readiness predicates and failure diagnostics on pod/rollout objects shaped as the API
 returns them (a kwok node cannot pull or crash, so these states are written out here)."""
 
+import time
+
 import pytest
 
-from buildtools.cluster.waits import pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
+from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
 from buildtools.errors import CrashLoopError, ImagePullError, WaitTimeout
 
 
@@ -85,3 +87,13 @@ def test_a_running_pod_is_ready_only_when_its_ready_condition_is_true_and_it_is_
     assert not pod_is_ready(running_pod("False"))
     assert not pod_is_ready(running_pod("True", deleting=True))
     assert not pod_is_ready({"metadata": {"name": "p"}, "status": {"phase": "Pending"}})
+
+
+def test_waits_sharing_a_deadline_get_only_what_is_left() -> None:
+    deadline = Deadline.after(0.3)
+    assert wait_until(lambda: (True, "done"), "first", deadline, lambda _: None) == "done"
+    time.sleep(0.3)
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout, match=r"timed out after 0\.3 s waiting for second"):
+        wait_until(lambda: (False, "not yet"), "second", deadline, lambda _: None, interval=0.05)
+    assert time.monotonic() - started < 0.2  # checked once, not given its own 0.3 s

@@ -1,0 +1,56 @@
+"""How a cluster's objects are named and labelled, and found again by their labels.
+
+Every object of cluster NAME is called NAME-<component> and carries its cluster's labels;
+selectors use only the two labels that never change (a Deployment's selector is immutable).
+"""
+
+from __future__ import annotations
+
+from buildtools.errors import ConfigError
+
+COMPONENTS = ("scheduler", "worker", "prepuller")
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_CLUSTER = "dask.org/cluster-name"
+LABEL_COMPONENT = "dask.org/component"
+BASE_LABELS = {LABEL_NAME: "dask", LABEL_MANAGED_BY: "minimaldask"}
+# Set on every object from the cluster's name: a spec's own labels must not set them.
+MANAGED_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_CLUSTER, LABEL_COMPONENT)
+
+# Objects are named <name>-<component>, so a name leaves room for the longest suffix.
+NAME_MAX_LENGTH = 63 - max(len(f"-{component}") for component in COMPONENTS)
+
+
+def component_name(name: str, component: str) -> str:
+    """The name of a cluster's object for one component: <name>-scheduler, <name>-worker, <name>-prepuller."""
+    if component not in COMPONENTS:
+        raise ConfigError(f"component must be one of {', '.join(COMPONENTS)}, got {component!r}")
+    return f"{name}-{component}"
+
+
+def scheduler_service_name(name: str) -> str:
+    return component_name(name, "scheduler")
+
+
+def cluster_labels(name: str) -> dict[str, str]:
+    """The labels every object of cluster `name` carries."""
+    return {**BASE_LABELS, LABEL_INSTANCE: name, LABEL_CLUSTER: name}
+
+
+def component_labels(name: str, component: str) -> dict[str, str]:
+    component_name(name, component)  # checks the component
+    return {**cluster_labels(name), LABEL_COMPONENT: component}
+
+
+def selector_labels(name: str, component: str) -> dict[str, str]:
+    """The (immutable) selector of a component's pods: a subset of `component_labels`."""
+    labels = component_labels(name, component)
+    return {key: labels[key] for key in (LABEL_CLUSTER, LABEL_COMPONENT)}
+
+
+def label_selector(name: str, component: str | None = None) -> str:
+    """A label selector string for list/watch calls: the cluster's objects, or one component's."""
+    labels = {LABEL_CLUSTER: name} if component is None else selector_labels(name, component)
+    return ",".join(f"{key}={value}" for key, value in labels.items())
