@@ -22,8 +22,8 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck disable=SC1091 # plain KEY=VALUE pins, nothing to follow
 . "$here/versions.env"
-# shellcheck source=env/kwokctl-config.sh
-. "$here/kwokctl-config.sh"
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
 
 usage() {
     echo "usage: $0 up|down|kubeconfig NAME" >&2
@@ -42,16 +42,12 @@ timeout=${MINIMALDASK_K8S_TIMEOUT:-120}
 cluster_dir=$workdir/clusters/$name
 kubeconfig=$cluster_dir/kubeconfig.yaml
 
-# kwokctl reads KWOK_* variables over its config: pin the ones that matter.
-export KWOK_WORKDIR="$workdir"
-export KWOK_RUNTIME=binary
-unset KWOK_KUBE_VERSION KWOK_KUBE_BINARY_PREFIX KWOK_KUBECTL_BINARY \
-    KWOK_KUBE_APISERVER_BINARY KWOK_KUBE_CONTROLLER_MANAGER_BINARY \
-    KWOK_KUBE_SCHEDULER_BINARY KWOK_CONTROLLER_BINARY KWOK_BINARY_PREFIX \
-    KWOK_ETCD_BINARY KWOK_ETCD_BINARY_TAR KWOK_ETCD_BINARY_PREFIX \
-    KWOK_ETCD_VERSION 2>/dev/null || true
-
-log() { echo "k8s-cluster: $*" >&2; }
+tag=k8s-cluster
+# shellcheck source=env/lib.sh
+. "$here/lib.sh"
+# shellcheck source=env/kwokctl-config.sh
+. "$here/kwokctl-config.sh"
+kwokctl_env "$workdir"
 
 kwokctl() { "$bin/kwokctl" "$@"; }
 
@@ -70,16 +66,7 @@ api_ready() {
             get --raw /readyz >/dev/null 2>&1
 }
 
-wait_api() {
-    deadline=$(($(date +%s) + timeout))
-    while ! api_ready; do
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            log "API of cluster $name not ready after ${timeout}s; logs: $cluster_dir/logs"
-            return 1
-        fi
-        sleep 1
-    done
-}
+wait_api() { wait_for "$timeout" "API of cluster $name (logs: $cluster_dir/logs)" api_ready; }
 
 # PIDs of processes still running a binary of this cluster (its bin/ links).
 cluster_pids() {
@@ -105,36 +92,32 @@ forget_dead_pids() {
     done
 }
 
-write_config() {
-    kwokctl_options "$bin" >"$1"
-}
-
 up() {
     sh "$here/k8s-build.sh" >&2
     if [ -d "$cluster_dir" ]; then
         if api_ready; then
-            log "cluster $name already running"
+            say "cluster $name already running"
             echo "$kubeconfig"
             return 0
         fi
-        log "cluster $name exists but does not answer: restarting it"
+        say "cluster $name exists but does not answer: restarting it"
         forget_dead_pids
         if kwokctl start cluster --name "$name" >&2 && wait_api; then
             echo "$kubeconfig"
             return 0
         fi
-        log "restart failed: recreating cluster $name"
+        say "restart failed: recreating cluster $name"
         down
     fi
     mkdir -p "$workdir"
     config=$workdir/$name.kwokctl.yaml
-    write_config "$config"
+    kwokctl_config >"$config"
     start=$(date +%s)
     # --kubeconfig '': do not add a context to ~/.kube/config.
     kwokctl --config "$config" create cluster --name "$name" --runtime binary \
         --kubeconfig '' --timeout "${timeout}s" --wait "${timeout}s" >&2
     wait_api
-    log "cluster $name up in $(($(date +%s) - start)) s"
+    say "cluster $name up in $(($(date +%s) - start)) s"
     echo "$kubeconfig"
 }
 
@@ -148,7 +131,7 @@ down() {
     i=0
     pids=$(cluster_pids)
     while [ -n "$pids" ] && [ "$i" -lt 10 ]; do
-        [ "$i" -gt 0 ] || log "stopping leftover processes of cluster $name: $(echo "$pids" | tr "\n" " ")"
+        [ "$i" -gt 0 ] || say "stopping leftover processes of cluster $name: $(echo "$pids" | tr "\n" " ")"
         for pid in $pids; do kill "$pid" 2>/dev/null || true; done
         sleep 1
         i=$((i + 1))
@@ -165,7 +148,7 @@ case $cmd in
         if [ -f "$kubeconfig" ]; then
             echo "$kubeconfig"
         else
-            log "no cluster $name (no $kubeconfig)"
+            say "no cluster $name (no $kubeconfig)"
             exit 1
         fi
         ;;
