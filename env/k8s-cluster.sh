@@ -4,7 +4,7 @@
 # `kwokctl --runtime binary` from the binaries that env/k8s-build.sh cached.
 # Everything listens on 127.0.0.1 only (random free ports); nothing is
 # downloaded. No node is created: tests add kwok fake nodes themselves
-# (tests/k8s_cluster.py add_fake_node).
+# (tests/helpers/kwok_cluster.py add_fake_node).
 #
 # Usage: env/k8s-cluster.sh up NAME          build binaries if needed, start (or
 #                                            reuse) cluster NAME, wait for the

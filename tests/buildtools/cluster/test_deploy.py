@@ -20,7 +20,7 @@ from buildtools.cluster.kube import Kube
 from buildtools.cluster.render import render_rbac
 from buildtools.cluster.waits import rollout_state, wait_until
 from buildtools.errors import ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
-from tests.k8s_cluster import add_fake_node, api_client, delete_fake_node, start_cluster, stop_cluster
+from tests.helpers.kwok_cluster import add_fake_node, api_client, delete_fake_node, start_cluster, stop_cluster
 
 pytestmark = pytest.mark.k8s
 
