@@ -111,6 +111,7 @@ up() {
     fi
     mkdir -p "$workdir"
     config=$workdir/$name.kwokctl.yaml
+    # shellcheck disable=SC2119 # no further document: the shared configuration alone
     kwokctl_config >"$config"
     start=$(date +%s)
     # --kubeconfig '': do not add a context to ~/.kube/config.

@@ -57,6 +57,7 @@ pod_cidr=10.244.0.0/24
 node_ip=10.244.0.1
 service_cidr=10.96.0.0/24
 pause_image=$registry/pause:3.10
+# shellcheck disable=SC2034 # read by render (env/templates/dns-check-pod.yaml)
 check_image=$registry/minimaldask/debian-base:trixie
 cni_bin=/usr/lib/cni
 chain_fwd=MDK-NODE-FWD

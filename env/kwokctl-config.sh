@@ -17,6 +17,7 @@ kwokctl_env() {
 
 # kwokctl_config [TEMPLATE...]: print the shared configuration (env/templates/kwokctl.yaml),
 # then each TEMPLATE as a further document; kwokctl merges the documents of one kind.
+# shellcheck disable=SC2154 # $here: set by the sourcing script
 kwokctl_config() {
     render "$here/templates/kwokctl.yaml"
     for _kwokctl_template in "$@"; do

@@ -7,6 +7,7 @@ containerd_answers() { ctr_ version; }
 containerd_config() {
     mkdir -p "$node_dir/containerd/certs.d/$registry" "$ctr_root" "$ctr_state"
     render "$here/templates/containerd-hosts.toml" >"$node_dir/containerd/certs.d/$registry/hosts.toml"
+    # shellcheck disable=SC2034 # read by render (env/templates/containerd.toml)
     runc=$(command -v runc)
     render "$here/templates/containerd.toml" >"$node_dir/containerd/config.toml"
 }
