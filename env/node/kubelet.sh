@@ -5,8 +5,22 @@
 node_configs() {
     mkdir -p "$node_dir/kubelet"
     render "$here/templates/kubelet.yaml" >"$node_dir/kubelet.yaml"
-    render "$here/templates/kube-proxy.yaml" >"$node_dir/kube-proxy.yaml"
+    kube_proxy_config
     render "$here/templates/Corefile" >"$node_dir/Corefile"
+}
+
+# kube-proxy exits as soon as its config file is written, even with the same content (it
+# watches the file): an `up` of a running node keeps the file as it is, and a changed one
+# is written with kube-proxy stopped (kubelet_up starts it again).
+kube_proxy_config() {
+    config=$node_dir/kube-proxy.yaml
+    render "$here/templates/kube-proxy.yaml" >"$config.new"
+    if cmp -s "$config.new" "$config"; then
+        rm -f "$config.new"
+    else
+        stop kube-proxy
+        mv -f "$config.new" "$config"
+    fi
 }
 
 node_ready() {
