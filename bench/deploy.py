@@ -3,30 +3,26 @@ start_dask_cluster to every pod Ready, and delete time, for 1, 10 and 100 worker
 Pods are simulated by kwok (no containers run): this measures the API, the controllers,
 the scheduler and our waits, not image pulls. Prints a table and JSON.
 
-usage: python bench/deploy.py [--workers 1 10 100] [--nodes 10]
+usage: python -m bench.deploy [--workers 1 10 100] [--nodes 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import uuid
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client
 
 from buildtools.cluster.deploy import delete_dask_cluster, start_dask_cluster
-from tests.k8s_cluster import add_fake_node, api_client, start_cluster, stop_cluster
+from tests.helpers.kwok_cluster import add_fake_node, api_client, start_cluster, stop_cluster
 
 IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--nodes", type=int, default=10)
     args = parser.parse_args()

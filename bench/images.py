@@ -1,7 +1,7 @@
 """Image figures per platform: sizes, layers, build times, container start-to-ready, and what
 shipping .pyc files buys at start-up. Prints a table and JSON.
 
-usage: python bench/images.py [IMAGE ...] [--cold] [--runs N]
+usage: python -m bench.images [IMAGE ...] [--cold] [--runs N]
 """
 
 from __future__ import annotations
@@ -9,12 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import urllib.request
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from python_on_whales import docker
 
@@ -22,7 +18,7 @@ from buildtools.images.build import BuildOptions, build_plan
 from buildtools.images.config import load_images
 from buildtools.images.plan import make_plan
 from buildtools.settings import Settings
-from tests.conftest import free_port, platform_env
+from tests.helpers.host import free_port, platform_env
 
 IMPORT = "import time; t = time.perf_counter(); import dask.array, distributed; print(time.perf_counter() - t)"
 
@@ -74,7 +70,7 @@ def import_seconds(image: str, platform: str, without_pyc: bool) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.images", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", default=["debian"])
     parser.add_argument("--cold", action="store_true", help="also time a build with no cache (slow)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the start-up measures")

@@ -7,7 +7,7 @@ polled every 50 ms through the API. Images: the Debian image and a deliberately 
 here (FROM the Debian image plus a layer of random data, pushed to the local registry).
 Prints a table and JSON (median of --runs runs each).
 
-usage: python bench/prepull.py [--runs 3] [--large-mb 300] [--node minimaldask-e2e] [--down]
+usage: python -m bench.prepull [--runs 3] [--large-mb 300] [--node minimaldask-e2e] [--down]
 """
 
 from __future__ import annotations
@@ -17,21 +17,18 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from kubernetes import client
 
 from buildtools.images.registry import Registry, split_ref
-from buildtools.settings import REPO_ROOT, Settings
-from tests.k8s_cluster import api_client
+from buildtools.settings import Settings
+from tests.helpers.kwok_cluster import api_client
+from tests.helpers.node import Node
 
-NODE_SCRIPT = REPO_ROOT / "env" / "k8s-node.sh"
 DEBIAN = "minimaldask/debian:2026.8.0-py3.13"
 NAMESPACE = "bench-prepull"
 
@@ -60,56 +57,38 @@ def large_image(registry: str, base: str, megabytes: int) -> str:
     return ref
 
 
-class Node:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        started = time.monotonic()
-        self.kubeconfig = sh("sh", str(NODE_SCRIPT), "up", name, timeout=3600).strip().splitlines()[-1]
-        self.up_seconds = time.monotonic() - started
-        facts = dict(line.split("=", 1) for line in sh("sh", str(NODE_SCRIPT), "env", name).splitlines())
-        self.containerd = facts["CONTAINERD_ADDRESS"]
+def remove_image(node: Node, ref: str) -> None:
+    """Every name of the image (tag, repo@digest, the CRI's sha256:ID) and, synchronously, its content."""
+    rows = node.table("images", "list")
+    targets = {row[2] for row in rows if row[0] == ref or row[0].startswith(ref.rsplit(":", 1)[0] + "@")}
+    names = [row[0] for row in rows if row[2] in targets]
+    if names:
+        node.ctr("images", "remove", "--sync", *names)
 
-    def ctr(self, *args: str) -> str:
-        return sh("ctr", "--address", self.containerd, "--namespace", "k8s.io", *args)
 
-    def remove_image(self, ref: str) -> None:
-        """Every name of the image (tag, repo@digest, the CRI's sha256:ID) and, synchronously, its content."""
-        rows = [line.split() for line in self.ctr("images", "list").splitlines()[1:] if line.strip()]
-        targets = {row[2] for row in rows if row[0] == ref or row[0].startswith(ref.rsplit(":", 1)[0] + "@")}
-        names = [row[0] for row in rows if row[2] in targets]
-        if names:
-            self.ctr("images", "remove", "--sync", *names)
+def has_image(node: Node, ref: str) -> bool:
+    return any(row[0] == ref for row in node.table("images", "list"))
 
-    def wait_unused(self, refs: list[str], timeout: float = 120) -> None:
-        """Until no container (even an exited one) uses the images: their snapshots would make a pull warm.
 
-        The kubelet removes the containers of deleted pods on its own; past TIMEOUT they are removed here.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = [line.split() for line in self.ctr("containers", "list").splitlines()[1:] if line.strip()]
-            users = [row[0] for row in rows if len(row) > 1 and row[1] in refs]
-            if not users:
-                return
-            if time.monotonic() > deadline:
-                for container in users:
-                    subprocess.run(
-                        ["ctr", "--address", self.containerd, "--namespace", "k8s.io", "tasks", "kill", "-s", "KILL",
-                         container],
-                        capture_output=True, check=False,
-                    )  # fmt: skip
-                    time.sleep(0.5)
-                    if self._has_task(container):
-                        self.ctr("tasks", "delete", "--force", container)
-                    self.ctr("containers", "delete", container)
-                return
-            time.sleep(1)
+def wait_unused(node: Node, refs: list[str], timeout: float = 120) -> None:
+    """Until no container (even an exited one) uses the images: their snapshots would make a pull warm.
 
-    def _has_task(self, container: str) -> bool:
-        return any(line.split()[0] == container for line in self.ctr("tasks", "list").splitlines()[1:] if line.strip())
-
-    def has_image(self, ref: str) -> bool:
-        return any(line.split()[0] == ref for line in self.ctr("images", "list").splitlines()[1:] if line.strip())
+    The kubelet removes the containers of deleted pods on its own; past TIMEOUT they are removed here.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        users = [row[0] for row in node.table("containers", "list") if len(row) > 1 and row[1] in refs]
+        if not users:
+            return
+        if time.monotonic() > deadline:
+            for container in users:
+                node.ctr("tasks", "kill", "-s", "KILL", container, check=False)
+                time.sleep(0.5)
+                if any(row[0] == container for row in node.table("tasks", "list")):
+                    node.ctr("tasks", "delete", "--force", container)
+                node.ctr("containers", "delete", container)
+            return
+        time.sleep(1)
 
 
 def worker_pod(name: str, image: str) -> dict[str, object]:
@@ -160,7 +139,7 @@ def start_time(core: client.CoreV1Api, image: str, timeout: float = 900) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.prepull", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--large-mb", type=int, default=300)
     parser.add_argument("--node", default="minimaldask-e2e", help="node name for env/k8s-node.sh (reused if up)")
@@ -170,7 +149,7 @@ def main() -> None:
     registry = Settings.load().registry
     debian = f"{registry}/{DEBIAN}"
     images = {"debian": debian, f"large (+{args.large_mb} MB)": large_image(registry, debian, args.large_mb)}
-    node = Node(args.node)
+    node = Node.up(args.node)
     rows = []
     try:
         with api_client(node.kubeconfig) as api:
@@ -181,10 +160,10 @@ def main() -> None:
                 cold, warm = [], []
                 for _ in range(args.runs):
                     # Every bench image goes: the large one shares the Debian image's layers.
-                    node.wait_unused(list(images.values()))
+                    wait_unused(node, list(images.values()))
                     for other in images.values():
-                        node.remove_image(other)
-                    assert not node.has_image(ref)
+                        remove_image(node, other)
+                    assert not has_image(node, ref)
                     cold.append(start_time(core, ref))
                     warm.append(start_time(core, ref))  # the image is now on the node
                 row = {
@@ -199,11 +178,12 @@ def main() -> None:
                 rows.append(row)
     finally:
         if args.down:
-            subprocess.run(["sh", str(NODE_SCRIPT), "down", args.node], check=False)
+            node.down()
     print(f"{'image':<20} | {'cold pull (s)':>13} | {'prepulled (s)':>13} | {'cold/prepulled':>14}")
     for row in rows:
         print(f"{row['image']:<20} | {row['cold_s']:>13} | {row['warm_s']:>13} | {row['ratio']:>14}")
-    print(json.dumps({"node": args.node, "node_up_s": round(node.up_seconds, 1), "runs": args.runs, "results": rows}))
+    summary = {"node": args.node, "node_up_s": round(node.start_seconds, 1), "runs": args.runs, "results": rows}
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 #        env/k8s-build.sh --bin-dir  only print the bin dir (no build)
 #
 # Versions: env/versions.env (the one place they are pinned).
-# Output:   ${MINIMALDASK_CACHE:-/var/cache/minimaldask}/k8s/$KUBERNETES_VERSION/bin/
+# Output:   $MINIMALDASK_CACHE/k8s/$KUBERNETES_VERSION/bin/ (default: env/defaults.env)
 # Go caches (GOCACHE, GOMODCACHE) live under the same cache dir, so rebuilds
 # after a version bump are incremental. A second run with everything in place
 # only prints "k8s binaries cached at DIR".
@@ -17,8 +17,10 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck disable=SC1091 # plain KEY=VALUE pins, nothing to follow
 . "$here/versions.env"
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
 
-cache=${MINIMALDASK_CACHE:-/var/cache/minimaldask}
+cache=$MINIMALDASK_CACHE
 k8s_dir=$cache/k8s/$KUBERNETES_VERSION
 bin=$k8s_dir/bin
 stamps=$k8s_dir/stamps

@@ -4,7 +4,7 @@
 # `kwokctl --runtime binary` from the binaries that env/k8s-build.sh cached.
 # Everything listens on 127.0.0.1 only (random free ports); nothing is
 # downloaded. No node is created: tests add kwok fake nodes themselves
-# (tests/k8s_cluster.py add_fake_node).
+# (tests/helpers/kwok_cluster.py add_fake_node).
 #
 # Usage: env/k8s-cluster.sh up NAME          build binaries if needed, start (or
 #                                            reuse) cluster NAME, wait for the
@@ -22,8 +22,8 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck disable=SC1091 # plain KEY=VALUE pins, nothing to follow
 . "$here/versions.env"
-# shellcheck source=env/kwokctl-config.sh
-. "$here/kwokctl-config.sh"
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
 
 usage() {
     echo "usage: $0 up|down|kubeconfig NAME" >&2
@@ -42,18 +42,14 @@ timeout=${MINIMALDASK_K8S_TIMEOUT:-120}
 cluster_dir=$workdir/clusters/$name
 kubeconfig=$cluster_dir/kubeconfig.yaml
 
-# kwokctl reads KWOK_* variables over its config: pin the ones that matter.
-export KWOK_WORKDIR="$workdir"
-export KWOK_RUNTIME=binary
-unset KWOK_KUBE_VERSION KWOK_KUBE_BINARY_PREFIX KWOK_KUBECTL_BINARY \
-    KWOK_KUBE_APISERVER_BINARY KWOK_KUBE_CONTROLLER_MANAGER_BINARY \
-    KWOK_KUBE_SCHEDULER_BINARY KWOK_CONTROLLER_BINARY KWOK_BINARY_PREFIX \
-    KWOK_ETCD_BINARY KWOK_ETCD_BINARY_TAR KWOK_ETCD_BINARY_PREFIX \
-    KWOK_ETCD_VERSION 2>/dev/null || true
+tag=k8s-cluster
+# shellcheck source=env/lib.sh
+. "$here/lib.sh"
+# shellcheck source=env/kwokctl-config.sh
+. "$here/kwokctl-config.sh"
+kwokctl_env "$workdir"
 
-log() { echo "k8s-cluster: $*" >&2; }
-
-# What every fake container "logs" (tests/k8s_cluster.py FAKE_LOG_LINE).
+# What every fake container "logs" (tests/helpers/kwok_cluster.py FAKE_LOG_LINE).
 FAKE_LOG_LINE="kwok fake container: nothing runs here"
 
 kwokctl() { "$bin/kwokctl" "$@"; }
@@ -73,16 +69,7 @@ api_ready() {
             get --raw /readyz >/dev/null 2>&1
 }
 
-wait_api() {
-    deadline=$(($(date +%s) + timeout))
-    while ! api_ready; do
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            log "API of cluster $name not ready after ${timeout}s; logs: $cluster_dir/logs"
-            return 1
-        fi
-        sleep 1
-    done
-}
+wait_api() { wait_for "$timeout" "API of cluster $name (logs: $cluster_dir/logs)" api_ready; }
 
 # PIDs of processes still running a binary of this cluster (its bin/ links).
 cluster_pids() {
@@ -108,49 +95,36 @@ forget_dead_pids() {
     done
 }
 
-# kwok serves a fake pod's container log from a file (CRI log format): the same line for
-# every container of every pod, so that reading pod logs works as on a real node.
-write_config() {
-    kwokctl_options "$bin" >"$1"
-    cat >>"$1" <<EOF
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: ClusterLogs
-metadata:
-  name: fake-container-log
-spec:
-  logs:
-    - logsFile: $2
-EOF
-    echo "2026-01-01T00:00:00.000000000Z stdout F $FAKE_LOG_LINE" >"$2"
-}
-
 up() {
     sh "$here/k8s-build.sh" >&2
     if [ -d "$cluster_dir" ]; then
         if api_ready; then
-            log "cluster $name already running"
+            say "cluster $name already running"
             echo "$kubeconfig"
             return 0
         fi
-        log "cluster $name exists but does not answer: restarting it"
+        say "cluster $name exists but does not answer: restarting it"
         forget_dead_pids
         if kwokctl start cluster --name "$name" >&2 && wait_api; then
             echo "$kubeconfig"
             return 0
         fi
-        log "restart failed: recreating cluster $name"
+        say "restart failed: recreating cluster $name"
         down
     fi
     mkdir -p "$workdir"
     config=$workdir/$name.kwokctl.yaml
-    write_config "$config" "$workdir/$name.container.log"
+    # kwok serves every fake container's log from one file (CRI log format), so that reading
+    # pod logs works as on a real node.
+    logs_file=$workdir/$name.container.log
+    echo "2026-01-01T00:00:00.000000000Z stdout F $FAKE_LOG_LINE" >"$logs_file"
+    kwokctl_config "$here/templates/kwok-fake-logs.yaml" >"$config"
     start=$(date +%s)
     # --kubeconfig '': do not add a context to ~/.kube/config.
     kwokctl --config "$config" create cluster --name "$name" --runtime binary \
         --kubeconfig '' --timeout "${timeout}s" --wait "${timeout}s" >&2
     wait_api
-    log "cluster $name up in $(($(date +%s) - start)) s"
+    say "cluster $name up in $(($(date +%s) - start)) s"
     echo "$kubeconfig"
 }
 
@@ -164,7 +138,7 @@ down() {
     i=0
     pids=$(cluster_pids)
     while [ -n "$pids" ] && [ "$i" -lt 10 ]; do
-        [ "$i" -gt 0 ] || log "stopping leftover processes of cluster $name: $(echo "$pids" | tr "\n" " ")"
+        [ "$i" -gt 0 ] || say "stopping leftover processes of cluster $name: $(echo "$pids" | tr "\n" " ")"
         for pid in $pids; do kill "$pid" 2>/dev/null || true; done
         sleep 1
         i=$((i + 1))
@@ -181,7 +155,7 @@ case $cmd in
         if [ -f "$kubeconfig" ]; then
             echo "$kubeconfig"
         else
-            log "no cluster $name (no $kubeconfig)"
+            say "no cluster $name (no $kubeconfig)"
             exit 1
         fi
         ;;

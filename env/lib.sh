@@ -1,6 +1,6 @@
-# Shared by the env/*.sh scripts (POSIX sh): logging, bounded waits and package installs
-# that `env/uninstall.sh` can undo. Callers set $tag (the prefix of their messages) and
-# source env/defaults.sh first.
+# Shared by the env/*.sh scripts (POSIX sh): logging, bounded waits, config templates and
+# package installs that `env/uninstall.sh` can undo. Callers set $tag (the prefix of their
+# messages) and source env/defaults.sh first.
 # shellcheck shell=sh
 
 # Packages the set-up installed (one per line), so that uninstall removes exactly those.
@@ -27,6 +27,24 @@ wait_for() {
         fi
         sleep 0.5
     done
+}
+
+# render TEMPLATE: print TEMPLATE with every @name@ replaced by the value of the shell
+# variable `name` (config files stay files in their own syntax, not heredocs in a script).
+# A placeholder whose variable is unset is an error: a misspelt one never reaches a daemon.
+# Values are single lines, taken literally (no sed metacharacter is interpreted).
+render() {
+    [ -f "$1" ] || die "render: no template $1"
+    _render_sed=""
+    for _render_name in $(grep -o '@[A-Za-z_][A-Za-z0-9_]*@' "$1" | tr -d @ | sort -u); do
+        eval "[ -n \"\${$_render_name+set}\" ]" || die "render $1: @$_render_name@ but \$$_render_name is not set"
+        eval "_render_value=\$$_render_name"
+        [ "$(printf '%s\n' "$_render_value" | wc -l)" -eq 1 ] || die "render $1: \$$_render_name is not one line"
+        _render_value=$(printf '%s\n' "$_render_value" | sed 's/[\\|&]/\\&/g')
+        _render_sed="${_render_sed}s|@$_render_name@|$_render_value|g
+"
+    done
+    sed "$_render_sed" "$1"
 }
 
 is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }

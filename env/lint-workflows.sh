@@ -6,7 +6,7 @@
 #        env/lint-workflows.sh --bin      only print the binary's path (no build)
 #
 # Version: ACTIONLINT_VERSION in env/versions.env (the one place it is pinned).
-# Output:  ${MINIMALDASK_CACHE:-/var/cache/minimaldask}/bin/actionlint
+# Output:  $MINIMALDASK_CACHE/bin/actionlint (default: env/defaults.env)
 # Go caches (GOPATH, GOCACHE, GOMODCACHE) live under the same cache dir. A second run
 # with the pinned version in place only prints the version.
 set -eu
@@ -15,8 +15,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck disable=SC1091 # plain KEY=VALUE pins, nothing to follow
 . "$here/versions.env"
 : "${ACTIONLINT_VERSION:?is not set in env/versions.env}"
+# shellcheck source=env/defaults.sh
+. "$here/defaults.sh"
 
-cache=${MINIMALDASK_CACHE:-/var/cache/minimaldask}
+cache=$MINIMALDASK_CACHE
 bin=$cache/bin
 actionlint=$bin/actionlint
 

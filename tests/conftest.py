@@ -6,7 +6,6 @@ command that provides it.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,20 +66,3 @@ def dataframe_image(registry: Registry, settings: Settings, build_log: Path) -> 
     """The dataframe flavour (amd64, arm64), built from the same Dockerfile."""
     (result,) = build_images(["debian-dataframe"], settings, build_log)
     return result.target.refs[0]
-
-
-# QEMU before 8 emulates arm64's pointer authentication (QARMA5) on its default "max" CPU,
-# and Debian trixie's binaries use it in every function: under Debian bookworm's QEMU 7.2,
-# importing distributed took 71 s instead of 9 s. The bootstrap registers a newer QEMU;
-# this keeps hosts with an older one usable. Ignored on real arm64 hosts.
-EMULATION_ENV = {"linux/arm64": {"QEMU_CPU": "cortex-a72"}}
-
-
-def platform_env(platform: str) -> dict[str, str]:
-    return EMULATION_ENV.get(platform, {})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -13,8 +13,6 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -22,77 +20,28 @@ from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
 from buildtools.cluster.kube import Kube
 from buildtools.errors import ImagePullError
-from buildtools.settings import REPO_ROOT, Settings
+from buildtools.settings import Settings
+from tests.helpers.node import Node, NodeError
 
 pytestmark = pytest.mark.node
 
-NODE_SCRIPT = REPO_ROOT / "env" / "k8s-node.sh"
 NODE_NAME = "minimaldask-e2e"
 NAMESPACE = "e2e"
 START_TIMEOUT = 600.0
 
 
-@dataclass(frozen=True)
-class Node:
-    kubeconfig: Path
-    containerd: str
-    namespace: str
-    log_dir: Path
-    start_seconds: float
-
-    def ctr(self, *args: str) -> str:
-        out = subprocess.run(
-            ["ctr", "--address", self.containerd, "--namespace", self.namespace, *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        return out.stdout
-
-    def containers_of(self, namespace: str) -> list[str]:
-        """IDs of the containers (sandboxes included) of the pods of a Kubernetes namespace."""
-        selector = f'labels."io.kubernetes.pod.namespace"=={namespace}'
-        return self.ctr("containers", "list", "--quiet", selector).split()
-
-    def log_tail(self, lines: int = 20) -> str:
-        parts = []
-        for log in sorted(self.log_dir.glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-lines:]
-            parts.append(f"--- {log}\n" + "\n".join(tail))
-        return "\n".join(parts)
-
-
-def node_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", str(NODE_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
 @pytest.fixture(scope="session")
 def node() -> Iterator[Node]:
-    start = time.monotonic()
     try:
-        up = node_script("up", NODE_NAME, timeout=3600)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{NODE_SCRIPT} up {NODE_NAME} timed out:\n{e.stderr}", pytrace=False)
-    if up.returncode != 0:
-        tail = "\n".join(up.stderr.splitlines()[-60:])
-        pytest.fail(f"{NODE_SCRIPT} up {NODE_NAME} failed (exit {up.returncode}):\n{tail}", pytrace=False)
-    facts = dict(
-        line.split("=", 1) for line in node_script("env", NODE_NAME, timeout=60).stdout.splitlines() if "=" in line
-    )
-    found = Node(
-        kubeconfig=Path(up.stdout.strip().splitlines()[-1]),
-        containerd=facts["CONTAINERD_ADDRESS"],
-        namespace=facts["CONTAINERD_NAMESPACE"],
-        log_dir=Path(facts["LOG_DIR"]),
-        start_seconds=time.monotonic() - start,
-    )
+        found = Node.up(NODE_NAME)
+    except NodeError as e:
+        pytest.fail(str(e), pytrace=False)
     print(f"\nnode {NODE_NAME} up in {found.start_seconds:.1f} s")
     try:
         yield found
     finally:
         if os.environ.get("MINIMALDASK_NODE_KEEP") != "1":
-            node_script("down", NODE_NAME, timeout=300)
+            found.down()
 
 
 @pytest.fixture(scope="session")

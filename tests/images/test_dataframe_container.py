@@ -6,7 +6,7 @@ import pytest
 from python_on_whales import docker
 
 from buildtools.images.config import load_image
-from tests.conftest import platform_env
+from tests.helpers.host import platform_env
 
 pytestmark = pytest.mark.images
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from python_on_whales import Container, docker
 
-from tests.conftest import free_port, platform_env
+from tests.helpers.host import free_port, platform_env
 
 pytestmark = pytest.mark.images
 

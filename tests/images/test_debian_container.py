@@ -10,7 +10,7 @@ import testinfra
 from python_on_whales import Container, docker
 
 from buildtools.images.config import load_image
-from tests.conftest import platform_env
+from tests.helpers.host import platform_env
 
 pytestmark = pytest.mark.images
 

@@ -30,9 +30,10 @@ STRIP_MOUNT = {"type": "bind", "source": "images/strip.sh"}
 # the image config or the build history, instead of a BuildKit secret.
 LEAKY_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_INDEX_URL")
 CERTIFICATE_SOURCE = re.compile(r"\.(crt|pem|cer|der|p12)$|ca-certificates|ca-bundle|(^|/)certs?(/|$)|secrets", re.I)
+# env/ holds the set-up scripts and, in subdirectories (env/node/), the parts they source.
 SHELL_SCRIPTS = sorted(
     str(path.relative_to(REPO_ROOT))
-    for path in [REPO_ROOT / "entrypoint.sh", REPO_ROOT / "images" / "strip.sh", *(REPO_ROOT / "env").glob("*.sh")]
+    for path in [REPO_ROOT / "entrypoint.sh", REPO_ROOT / "images" / "strip.sh", *(REPO_ROOT / "env").rglob("*.sh")]
 )
 IMAGES = image_names()
 

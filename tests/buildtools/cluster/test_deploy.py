@@ -21,7 +21,7 @@ from buildtools.cluster.render import render_rbac
 from buildtools.cluster.specs import ClusterSpec
 from buildtools.cluster.waits import rollout_state, wait_until
 from buildtools.errors import ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
-from tests.k8s_cluster import (
+from tests.helpers.kwok_cluster import (
     FAKE_LOG_LINE,
     add_fake_node,
     api_client,

@@ -1,4 +1,4 @@
-"""A real Kubernetes control plane with kwok fake nodes, for the tests.
+"""A real Kubernetes control plane with kwok fake nodes, for the tests and bench/deploy.py.
 
 ``start_cluster`` runs ``env/k8s-cluster.sh up`` (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and the kwok controller as local
@@ -25,12 +25,13 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tests.helpers import REPO_ROOT
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from kubernetes.client import ApiClient, V1Node
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = REPO_ROOT / "env" / "k8s-cluster.sh"
 
 #: Annotation by which kwokctl's kwok controller picks the nodes it manages.
