@@ -47,7 +47,10 @@ def pinned_dask_version() -> str:
     if pyproject.is_file():
         requirements = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     else:
-        requirements = metadata.requires("minimaldask") or []
+        try:
+            requirements = metadata.requires("minimaldask") or []
+        except metadata.PackageNotFoundError:
+            requirements = []
     for requirement in requirements:
         name, separator, version = requirement.partition("==")
         if name.strip() == "distributed" and separator:

@@ -156,7 +156,7 @@ class Sandbox:
         shutil.copytree(REPO / "images", self.root / "images", ignore=ignore)
         (self.root / "env").mkdir()
         shutil.copy2(REPO / "env" / "defaults.env", self.root / "env")
-        for name in ("entrypoint.sh", ".dockerignore"):
+        for name in ("entrypoint.sh", ".dockerignore", "pyproject.toml"):
             shutil.copy2(REPO / name, self.root)
         (self.root / "README.md").write_text("# sandbox\n")
         template = self.root / "images" / "debian"
