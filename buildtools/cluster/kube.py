@@ -11,6 +11,7 @@ import queue
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -159,10 +160,11 @@ class Kube:
 class PortForward:
     """127.0.0.1:local_port -> pod:port over the API server, one websocket per connection.
 
-    Each connection asks pick_pod for a ready pod, so a replaced pod is found again. Opening
-    the websocket is bounded: an upgrade that stalls (seen on a cold node) is retried, and
-    after the last attempt the local connection is closed and last_error says why, instead
-    of leaving the client waiting. Needs only the `pods/portforward` permission, no kubectl.
+    Each connection asks pick_pod for a ready pod, so a replaced pod is found again. Every
+    step is bounded: an upgrade that stalls, or a stream that never answers what the client
+    sent (both seen on a cold node), is retried on a new stream with the client's bytes sent
+    again; after the last attempt the local connection is closed and last_error says why,
+    instead of leaving the client waiting. Needs only the `pods/portforward` permission, no kubectl.
     """
 
     kube: Kube
@@ -171,6 +173,7 @@ class PortForward:
     port: int
     local_port: int = 0
     open_timeout: float = 10.0
+    answer_timeout: float = 10.0
     attempts: int = 3
     last_error: str = ""
     _server: socket.socket | None = None
@@ -226,44 +229,66 @@ class PortForward:
             raise result
         return result
 
-    def _connect(self) -> Any | None:
-        """A stream to a ready pod, trying up to `attempts` times; None (and last_error) if none."""
-        for attempt in range(1, self.attempts + 1):
-            pod = "?"
-            try:
-                pod = self.pick_pod()
-                return self._open_stream(pod)
-            except (MinimalDaskError, ApiException, OSError) as e:
-                self.last_error = (
-                    f"port-forward to {self.namespace}/{pod}:{self.port}, attempt {attempt}/{self.attempts}: {e}"
-                )
-            if self._closed.wait(1.0):
-                return None
-        return None
-
     def _pipe(self, connection: socket.socket) -> None:
-        stream = self._connect()
-        if stream is None:
+        """Relay one client connection. Each attempt opens a stream to a ready pod; a stream
+        that never answers what the client sent (seen on a cold node: the upgrade succeeds,
+        no byte ever comes back) is dropped and the client's bytes are sent again on a new one."""
+        unanswered = bytearray()  # what the client sent before the pod's first byte
+        try:
+            for attempt in range(1, self.attempts + 1):
+                pod = "?"
+                try:
+                    pod = self.pick_pod()
+                    if self._relay(connection, self._open_stream(pod), unanswered):
+                        return
+                    failure = f"no answer from the pod within {self.answer_timeout:.0f} s"
+                except (MinimalDaskError, ApiException, OSError) as e:
+                    failure = str(e)
+                self.last_error = (
+                    f"port-forward to {self.namespace}/{pod}:{self.port}, attempt {attempt}/{self.attempts}: {failure}"
+                )
+                if self._closed.wait(1.0):
+                    return
+        finally:
             connection.close()
-            return
+
+    def _relay(self, connection: socket.socket, stream: Any, unanswered: bytearray) -> bool:
+        """Pipe until either side closes (True), or False when the client's bytes got no
+        answer within answer_timeout. A client that sends nothing is waited for: the
+        protocol may be one where the client speaks first, later."""
         remote = stream.socket(self.port)
         remote.setblocking(True)
         try:
-            sockets = [connection, remote]
-            while not self._closed.is_set():
-                readable, _, _ = select.select(sockets, [], [], 0.5)
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    (remote if sock is connection else connection).sendall(data)
-        except OSError:
-            return
+            return self._relay_until_done(connection, remote, unanswered)
+        except OSError:  # a side reset: the connection is over, not worth another attempt
+            return True
         finally:
-            connection.close()
             remote.close()
             with suppress(Exception):
                 stream.close()
+
+    def _relay_until_done(self, connection: socket.socket, remote: Any, unanswered: bytearray) -> bool:
+        answered = False
+        asked_at = time.monotonic() if unanswered else None
+        if unanswered:
+            remote.sendall(unanswered)
+        while not self._closed.is_set():
+            if not answered and asked_at is not None and time.monotonic() - asked_at > self.answer_timeout:
+                return False
+            readable, _, _ = select.select([connection, remote], [], [], 0.5)
+            for sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    return True
+                if sock is connection:
+                    remote.sendall(data)
+                    if not answered:
+                        unanswered += data
+                        asked_at = asked_at or time.monotonic()
+                else:
+                    answered = True
+                    connection.sendall(data)
+        return True
 
     def close(self) -> None:
         self._closed.set()

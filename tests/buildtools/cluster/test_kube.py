@@ -77,3 +77,54 @@ def test_no_ready_pod_is_retried_then_reported(silent_api_server: str) -> None:
     finally:
         forward.close()
     assert forward.last_error.endswith("attempt 2/2: no ready scheduler pod in cluster dask/demo to forward to")
+
+
+class SocketPairStream:
+    """Stands in for the Kubernetes port-forward websocket (which needs a real pod): the
+    forward gets one end of a socket pair; the test plays the pod on the other."""
+
+    def __init__(self) -> None:
+        self.forward_end, self.pod_end = socket.socketpair()
+
+    def socket(self, _port: int) -> socket.socket:
+        return self.forward_end
+
+    def close(self) -> None:
+        self.forward_end.close()
+
+
+class ScriptedForward(PortForward):
+    """A PortForward whose streams are SocketPairStreams: the first pod never answers, the next echoes."""
+
+    streams: list[SocketPairStream]
+
+    def _open_stream(self, pod: str) -> SocketPairStream:
+        stream = SocketPairStream()
+        self.streams.append(stream)
+        if len(self.streams) > 1:
+            threading.Thread(target=self.echo, args=(stream.pod_end,), daemon=True).start()
+        return stream
+
+    @staticmethod
+    def echo(pod_end: socket.socket) -> None:
+        while data := pod_end.recv(65536):
+            pod_end.sendall(data)
+
+
+def test_a_stream_that_never_answers_is_replaced_and_the_client_bytes_sent_again(silent_api_server: str) -> None:
+    forward = ScriptedForward(kube_at(silent_api_server), "dask", lambda: "demo-scheduler-0", 8786, answer_timeout=1.0)
+    forward.streams = []
+    forward.start()
+    try:
+        with socket.create_connection(("127.0.0.1", forward.local_port), timeout=30) as connection:
+            connection.sendall(b"handshake")
+            assert connection.recv(65536) == b"handshake"  # from the second pod: the first was silent
+            connection.sendall(b" more")
+            assert connection.recv(65536) == b" more"
+    finally:
+        forward.close()
+    assert len(forward.streams) == 2
+    silent = forward.streams[0].pod_end
+    silent.settimeout(5)
+    assert silent.recv(65536) == b"handshake"  # it was asked, and never answered
+    assert "attempt 1/3: no answer from the pod within 1 s" in forward.last_error
