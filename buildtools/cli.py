@@ -284,12 +284,11 @@ def render_prepuller_command(
 @render_app.command("rbac")
 def render_rbac_command(
     namespace: NamespaceOpt = "default",
-    tls_secret: Annotated[str | None, typer.Option(help="Also allow reading this TLS Secret.")] = None,
 ) -> None:
     """The ServiceAccount, Role and RoleBinding the deploy needs (docs/RBAC.md)."""
     from buildtools.cluster import render
 
-    print(render.to_yaml(render.render_rbac(namespace, tls_secret=tls_secret)), end="")
+    print(render.to_yaml(render.render_rbac(namespace)), end="")
 
 
 KubeconfigOpt = Annotated[str | None, typer.Option(help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")]

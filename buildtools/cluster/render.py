@@ -18,7 +18,7 @@ import jinja2
 import yaml
 
 from buildtools.cluster import contract, labels
-from buildtools.cluster.kubetypes import DnsLabel, DnsSubdomain, validate
+from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.settings import DATA_ROOT
 
@@ -145,18 +145,17 @@ def render_prepuller(spec: PrepullSpec) -> list[dict[str, Any]]:
     return _load(render_template("prepuller-daemonset.yaml.j2", **prepuller_context(spec)))
 
 
-def rbac_context(namespace: str, name: str = DEFAULT_RBAC_NAME, tls_secret: str | None = None) -> dict[str, Any]:
+def rbac_context(namespace: str, name: str = DEFAULT_RBAC_NAME) -> dict[str, Any]:
     return {
         "namespace": validate(DnsLabel, "namespace", namespace),
         "name": validate(DnsLabel, "name", name),
         "labels": {**labels.BASE_LABELS, "app.kubernetes.io/component": "deployer"},
-        "tls_secret": validate(DnsSubdomain | None, "tls_secret", tls_secret),
     }
 
 
-def render_rbac(namespace: str, name: str = DEFAULT_RBAC_NAME, tls_secret: str | None = None) -> list[dict[str, Any]]:
+def render_rbac(namespace: str, name: str = DEFAULT_RBAC_NAME) -> list[dict[str, Any]]:
     """The deployer's ServiceAccount, Role and RoleBinding, all named `name`, in `namespace`."""
-    return _load(render_template("rbac.yaml.j2", **rbac_context(namespace, name, tls_secret)))
+    return _load(render_template("rbac.yaml.j2", **rbac_context(namespace, name)))
 
 
 class _Dumper(yaml.SafeDumper):

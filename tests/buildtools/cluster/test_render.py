@@ -83,9 +83,8 @@ def all_objects() -> Iterator[tuple[str, dict[str, Any]]]:
     for label, prepull_spec in PREPULLERS.items():
         for obj in render.render_prepuller(prepull_spec):
             yield f"prepuller-{label}-{obj['kind']}", obj
-    for tls_secret in (None, "dask-tls"):
-        for obj in render.render_rbac("dask", tls_secret=tls_secret):
-            yield f"rbac-{tls_secret}-{obj['kind']}", obj
+    for obj in render.render_rbac("dask"):
+        yield f"rbac-{obj['kind']}", obj
 
 
 OBJECTS = dict(all_objects())
@@ -393,20 +392,17 @@ def test_rbac() -> None:
     assert all(verb != "*" and verb != "update" for rule in role["rules"] for verb in rule["verbs"])
 
 
-def test_rbac_reads_the_tls_secret_only() -> None:
-    role = by_kind(render.render_rbac("dask", name="deployer", tls_secret="dask-tls"), "Role")
+def test_rbac_grants_no_secret_even_to_a_tls_cluster() -> None:
+    """The kubelet mounts a cluster's TLS Secret; the deployer never reads one."""
+    role = by_kind(render.render_rbac("dask", name="deployer"), "Role")
     assert role["metadata"]["name"] == "deployer"
-    assert role["rules"] == [
-        *DEPLOYER_RULES,
-        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["dask-tls"], "verbs": ["get"]},
-    ]
+    assert role["rules"] == DEPLOYER_RULES
+    assert not any("secrets" in rule["resources"] for rule in role["rules"])
 
 
 def test_rbac_checks_its_arguments() -> None:
     with pytest.raises(ConfigError, match="namespace must be"):
         render.render_rbac("Dask")
-    with pytest.raises(ConfigError, match="tls_secret must be"):
-        render.render_rbac("dask", tls_secret="Bad Secret")
 
 
 # --- YAML: lint-clean, deterministic, strict ---
@@ -422,7 +418,6 @@ def lint(text: str) -> list[str]:
         *[(t, render.cluster_context(spec)) for spec in CLUSTERS.values() for t in render.CLUSTER_TEMPLATES],
         *[("prepuller-daemonset.yaml.j2", render.prepuller_context(s)) for s in PREPULLERS.values()],
         ("rbac.yaml.j2", render.rbac_context("dask")),
-        ("rbac.yaml.j2", render.rbac_context("dask", tls_secret="dask-tls")),
     ],
 )
 def test_templates_render_lint_clean_yaml(template: str, context: dict[str, Any]) -> None:
@@ -468,7 +463,7 @@ def test_missing_variable_fails() -> None:
     with pytest.raises(jinja2.UndefinedError):
         render.render_template("worker-deployment.yaml.j2", **context)
     with pytest.raises(jinja2.UndefinedError):
-        render.render_template("rbac.yaml.j2", namespace="dask", name="x", labels={})
+        render.render_template("rbac.yaml.j2", namespace="dask", name="x")
 
 
 def test_templates_are_found() -> None:
