@@ -363,13 +363,7 @@ def prepull_images(
     obj = kube.get("apps/v1", "DaemonSet", ds_name, namespace) or {}
     status = obj.get("status", {})
     pods = kube.list("v1", "Pod", namespace, selector)
-    missing = sorted(
-        p.get("spec", {}).get("nodeName") or p["metadata"]["name"]
-        for p in pods
-        if not any(
-            c.get("type") == "Ready" and c.get("status") == "True" for c in p.get("status", {}).get("conditions", [])
-        )
-    )
+    missing = sorted(p.get("spec", {}).get("nodeName") or p["metadata"]["name"] for p in pods if not pod_is_ready(p))
     if missing:
         progress(f"prepull: continuing without {', '.join(missing)} (not ready by the deadline)")
     return PrepullResult(status.get("numberReady", 0), status.get("desiredNumberScheduled", 0), missing)

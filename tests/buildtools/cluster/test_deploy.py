@@ -305,3 +305,40 @@ def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, nam
 
 def test_deleting_what_is_already_gone_is_no_error(kubeconfig: str, namespace: str) -> None:
     Kube.connect(kubeconfig).delete("apps/v1", "Deployment", "never-was", namespace)
+
+
+@pytest.fixture
+def unmanaged_node(kubeconfig: str) -> Iterator[str]:
+    """A Node that no kubelet and no kwok controller runs (it lacks kwok's annotation): a
+    prepuller pod for it never becomes Ready, like on a node that died."""
+    kube = Kube.connect(kubeconfig)
+    kube.apply(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "dead-1", "labels": {"minimaldask-test/dead": "yes"}}}
+    )
+    try:
+        yield "dead-1"
+    finally:
+        kube.delete("v1", "Node", "dead-1", None)
+
+
+@pytest.mark.parametrize("relaxed", [True, False], ids=["relaxed", "strict"])
+def test_a_node_that_never_pulls_is_reported_or_fails_the_strict_prepull(
+    kubeconfig: str, namespace: str, unmanaged_node: str, relaxed: bool
+) -> None:
+    def prepull() -> object:
+        return prepull_images(
+            [IMAGE],
+            namespace,
+            name="dead",
+            node_selector={"minimaldask-test/dead": "yes"},
+            timeout=10,
+            relaxed=relaxed,
+            kubeconfig=kubeconfig,
+        )
+
+    if relaxed:
+        result = prepull()
+        assert result.ready == 0 and len(result.missing) == 1, result
+    else:
+        with pytest.raises(WaitTimeout, match=r"DaemonSet .*dead-prepuller"):
+            prepull()
