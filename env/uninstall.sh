@@ -48,21 +48,23 @@ stop_all() {  # stop_all WHAT PATTERN: TERM, wait up to 20 s, then KILL
     [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
 }
 
+# stop_each WHAT SCRIPT DIR: `SCRIPT down NAME` for every NAME/ in DIR.
+stop_each() {
+    for dir in "$3"/*/; do
+        [ -d "$dir" ] || continue
+        say "stopping the $1 $(basename "$dir")"
+        sh "$here/$2" down "$(basename "$dir")" || true
+    done
+}
+
 stop_test_clusters() {
-    for dir in "$tmp"/minimaldask-node/node/*/; do
-        [ -d "$dir" ] || continue
-        name=$(basename "$dir")
-        say "stopping the test node $name"
-        sh "$here/k8s-node.sh" down "$name" || true
-    done
-    for dir in "$tmp"/minimaldask-kwok/clusters/*/; do
-        [ -d "$dir" ] || continue
-        name=$(basename "$dir")
-        say "stopping the control plane $name"
-        sh "$here/k8s-cluster.sh" down "$name" || true
-    done
+    # The work directories env/k8s-node.sh and env/k8s-cluster.sh use.
+    node_workdir=${MINIMALDASK_NODE_WORKDIR:-$tmp/minimaldask-node}
+    kwok_workdir=${MINIMALDASK_KWOK_WORKDIR:-$tmp/minimaldask-kwok}
+    stop_each "test node" k8s-node.sh "$node_workdir/node"
+    stop_each "control plane" k8s-cluster.sh "$kwok_workdir/clusters"
     # Their state, including mounts a crashed node left.
-    for workdir in "$tmp/minimaldask-node" "$tmp/minimaldask-kwok"; do
+    for workdir in "$node_workdir" "$kwok_workdir"; do
         [ -d "$workdir" ] || continue
         awk -v d="$workdir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
             while read -r m; do umount -l "$m" 2>/dev/null || true; done
