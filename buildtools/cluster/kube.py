@@ -2,6 +2,8 @@
 
 Configuration is loaded when a Kube is made, never at import. API errors become the
 project's exceptions: 403 -> ForbiddenError naming the verb and resource, others DeployError.
+The port-forward lives here too, being API traffic of its own (a websocket per connection);
+it is the larger half of this module, and the reason it is over 250 lines.
 """
 
 from __future__ import annotations
