@@ -54,7 +54,7 @@ lock:
 	rm -rf .venv-lock
 
 # Stop what the set-up started and remove what it installed (KEEP_CACHE=1 keeps the
-# Kubernetes and Go build caches): the machine as before `make images`.
+# Kubernetes, CoreDNS and Go build caches): the machine as before `make images`.
 uninstall:
 	sh env/uninstall.sh
 	rm -rf $(VENV) .venv-lock

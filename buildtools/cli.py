@@ -167,9 +167,9 @@ def build(
     if any(result.verdicts for result in results):
         out.print(report.size_table(results))
     if report_file:
-        report_file.write_text(json.dumps(report.json_report(results), indent=2))
+        write_output(report_file, json.dumps(report.json_report(results), indent=2))
     if digest_file:
-        digest_file.write_text("".join(f"{result.digest}\n" for result in results if result.digest))
+        write_output(digest_file, "".join(f"{result.digest}\n" for result in results if result.digest))
     overruns = [line for result in results for verdict in result.verdicts for line in verdict.overruns]
     if overruns:
         raise BudgetExceeded("over budget:\n" + "\n".join(overruns))
@@ -341,6 +341,13 @@ def down(
     out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)
 
 
+def write_output(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e.strerror}") from e
+
+
 def fail(message: str, exit_code: int) -> None:
     err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
     sys.exit(exit_code)
@@ -368,7 +375,8 @@ def main() -> None:
     try:
         exit_code = app(standalone_mode=False)
     except MinimalDaskError as e:
-        fail(str(e), e.exit_code)
+        # Notes carry what else went wrong, e.g. a cleanup that left objects behind.
+        fail("; ".join([str(e), *getattr(e, "__notes__", [])]), e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         fail("aborted", 130)
     except typer.TyperException as e:  # a usage error: the command line is wrong

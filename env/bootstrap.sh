@@ -61,13 +61,21 @@ install_engine() {
             die "could not download $pkg from Debian unstable; see $logs/apt.log"
     done
     for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$prefix"; done
-    mkdir -p /usr/local/lib/docker/cli-plugins
-    ln -sf "$prefix/usr/libexec/docker/cli-plugins/docker-buildx" /usr/local/lib/docker/cli-plugins/docker-buildx
+    mkdir -p /usr/local/lib/docker/cli-plugins "$MINIMALDASK_STATE"
+    # The engine, and everything it writes (/var/lib/docker ...), are the set-up's to remove.
+    : >"$MINIMALDASK_STATE/engine-installed"
+    link "$prefix/usr/libexec/docker/cli-plugins/docker-buildx" /usr/local/lib/docker/cli-plugins/docker-buildx
     for tool in usr/sbin/dockerd usr/sbin/docker-proxy usr/bin/docker-init usr/bin/containerd \
         usr/bin/containerd-shim-runc-v2 usr/bin/ctr; do
-        ln -sf "$prefix/$tool" "/usr/local/bin/$(basename "$tool")"
+        link "$prefix/$tool" "/usr/local/bin/$(basename "$tool")"
     done
-    command -v docker >/dev/null 2>&1 || ln -sf "$prefix/usr/bin/docker" /usr/local/bin/docker
+    command -v docker >/dev/null 2>&1 || link "$prefix/usr/bin/docker" /usr/local/bin/docker
+}
+
+link() {  # link TARGET NAME: a symlink that uninstall removes (recorded, unless NAME exists)
+    [ -e "$2" ] && return 0
+    ln -s "$1" "$2"
+    echo "$2" >>"$MINIMALDASK_STATE/links"
 }
 
 start_engine() {
@@ -76,6 +84,8 @@ start_engine() {
     printf '{"features": {"containerd-snapshotter": true}, "ip": "127.0.0.1"}\n' >"$prefix/etc/daemon.json"
     say "starting dockerd (log: $logs/dockerd.log)"
     nohup dockerd --config-file "$prefix/etc/daemon.json" >"$logs/dockerd.log" 2>&1 &
+    mkdir -p "$MINIMALDASK_STATE"
+    echo $! >"$MINIMALDASK_STATE/dockerd.pid"
     wait_for 60 "dockerd" docker info ||
         die "dockerd did not answer within 60 s; last log lines: $(tail -n 3 "$logs/dockerd.log" | tr '\n' ' ')"
     say "dockerd is up"

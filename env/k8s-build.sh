@@ -19,6 +19,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.env"
 # shellcheck source=env/defaults.sh
 . "$here/defaults.sh"
+tag=k8s-build
+# shellcheck source=env/lib.sh
+. "$here/lib.sh"
 
 cache=$MINIMALDASK_CACHE
 k8s_dir=$cache/k8s/$KUBERNETES_VERSION
@@ -61,7 +64,8 @@ fi
 # One build at a time per cache (parallel test sessions may call this).
 mkdir -p "$cache/k8s"
 if [ -z "${MINIMALDASK_K8S_BUILD_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
-    MINIMALDASK_K8S_BUILD_LOCKED=1 exec flock -o "$cache/k8s/.build.lock" sh "$0" "$@"
+    export MINIMALDASK_K8S_BUILD_LOCKED=1
+    run_locked 3600 "$cache/k8s/.build.lock" sh "$0" "$@"
 fi
 if all_cached; then # built by whoever held the lock before us
     echo "k8s binaries cached at $bin"

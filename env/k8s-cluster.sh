@@ -60,7 +60,8 @@ kwokctl() { "$bin/kwokctl" "$@"; }
 mkdir -p "$workdir/locks"
 if [ "$cmd" != kubeconfig ] && [ -z "${MINIMALDASK_K8S_CLUSTER_LOCKED:-}" ] &&
     command -v flock >/dev/null 2>&1; then
-    MINIMALDASK_K8S_CLUSTER_LOCKED=1 exec flock -o "$workdir/locks/$name" sh "$0" "$@"
+    export MINIMALDASK_K8S_CLUSTER_LOCKED=1
+    run_locked 1800 "$workdir/locks/$name" sh "$0" "$@"
 fi
 
 api_ready() {

@@ -102,7 +102,8 @@ ctr_() { ctr --address "$sock" --namespace k8s.io "$@"; }
 if [ "$cmd" = up ] || [ "$cmd" = down ]; then
     mkdir -p "$workdir"
     if [ -z "${MINIMALDASK_K8S_NODE_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
-        MINIMALDASK_K8S_NODE_LOCKED=1 exec flock -o "$workdir/.lock" sh "$0" "$@"
+        export MINIMALDASK_K8S_NODE_LOCKED=1
+        run_locked 1800 "$workdir/.lock" sh "$0" "$@"
     fi
 fi
 
@@ -132,10 +133,10 @@ clear_node_dir() {
     awk -v d="$node_dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
         while read -r m; do umount -l "$m" 2>/dev/null || true; done
     for d in "$node_dir"/*; do
-        [ "$d" = "$node_dir/containerd" ] || [ "$d" = "$logs" ] || rm -rf "$d"
+        [ "$d" = "$node_dir/containerd" ] || [ "$d" = "$logs" ] || rm -rf --one-file-system "$d" || say "kept $d: something is still mounted below it"
     done
     for d in "$node_dir"/containerd/*; do
-        [ "$d" = "$ctr_root" ] || rm -rf "$d"
+        [ "$d" = "$ctr_root" ] || rm -rf --one-file-system "$d" || say "kept $d: something is still mounted below it"
     done
 }
 

@@ -47,6 +47,18 @@ render() {
     sed "$_render_sed" "$1"
 }
 
+# run_locked SECONDS LOCK COMMAND...: run COMMAND holding the file lock LOCK (flock -o, so
+# that daemons it starts do not inherit the lock), waiting at most SECONDS for it; then exit
+# with COMMAND's status.
+run_locked() {
+    seconds=$1 lock=$2
+    shift 2
+    status=0
+    flock -w "$seconds" -E 75 -o "$lock" "$@" || status=$?
+    [ "$status" -ne 75 ] || die "$lock is still held after ${seconds}s by another run (a hung up, down or build?)"
+    exit "$status"
+}
+
 is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
 
 installed_package_names() { dpkg-query -W -f '${db:Status-Status} ${Package}\n' 2>/dev/null | sed -n 's/^installed //p' | sort; }
@@ -55,11 +67,15 @@ installed_package_names() { dpkg-query -W -f '${db:Status-Status} ${Package}\n' 
 # by the packages' maintainer scripts (there is no init system to ask, and the set-up runs
 # its daemons itself).
 apt_get() {
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
+    policy=/usr/sbin/policy-rc.d
+    # The host's own policy, if it has one, is put back afterwards.
+    if [ -e "$policy" ]; then mv "$policy" "$policy.minimaldask-saved"; fi
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
     status=0
     DEBIAN_FRONTEND=noninteractive apt-get -y -qq "$@" >>"$apt_log" 2>&1 || status=$?
-    rm -f /usr/sbin/policy-rc.d
+    rm -f "$policy"
+    if [ -e "$policy.minimaldask-saved" ]; then mv "$policy.minimaldask-saved" "$policy"; fi
     return "$status"
 }
 

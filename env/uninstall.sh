@@ -1,9 +1,9 @@
 #!/bin/sh
 # Undo the set-up (`make uninstall`): stop everything env/*.sh started (test nodes and control
-# planes, the registry, dockerd and its containerd), unregister the QEMU binfmt handlers,
-# remove what they installed (the engine under /opt/minimaldask, the linters, the apt
-# packages recorded in $MINIMALDASK_STATE/installed-packages, the Debian unstable source)
-# and the caches. With KEEP_CACHE=1 the slow Kubernetes, CoreDNS and Go build caches stay.
+# planes, the registry, and dockerd with its containerd if the set-up started them),
+# unregister the QEMU binfmt handlers, remove what they installed (the engine and QEMU under
+# /opt/minimaldask, the links and apt packages recorded in $MINIMALDASK_STATE, the Debian
+# unstable source) and the caches. With KEEP_CACHE=1 the slow Kubernetes, CoreDNS and Go build caches stay.
 #
 # usage: env/uninstall.sh
 set -eu
@@ -68,17 +68,21 @@ stop_test_clusters() {
         [ -d "$workdir" ] || continue
         awk -v d="$workdir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
             while read -r m; do umount -l "$m" 2>/dev/null || true; done
-        rm -rf "$workdir"
+        # Never into a mount that is still there (a pod's volume, a host folder).
+        rm -rf --one-file-system "$workdir" || say "kept $workdir: something is still mounted below it"
     done
 }
 
 stop_engine() {
-    stop_all "the registry" "docker-registry serve *"
+    stop_all "the registry" "docker-registry serve $cache/*"
+    # An engine the set-up found running is not its to stop or to empty.
+    [ -f "$MINIMALDASK_STATE/engine-installed" ] || [ -f "$MINIMALDASK_STATE/dockerd.pid" ] || return 0
     if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
         # shellcheck disable=SC2046  # one argument per container
         docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true
     fi
-    stop_all "dockerd" "dockerd *"
+    stop_all "dockerd" "dockerd --config-file $prefix/etc/daemon.json*"
+    [ -f "$MINIMALDASK_STATE/engine-installed" ] || return 0
     stop_all "containerd" "containerd --config /var/run/docker/*"
     awk '$2 ~ "^/(var/lib|run)/(docker|containerd)" { print $2 }' /proc/mounts | sort -r |
         while read -r m; do umount -l "$m" 2>/dev/null || true; done
@@ -97,22 +101,24 @@ unregister_qemu() {
     done
 }
 
-remove_links_into() {  # remove_links_into DIR LINK...: the symlinks that point under DIR
-    dir=$1
-    shift
-    for link in "$@"; do
-        case $(readlink "$link" 2>/dev/null) in "$dir"/*) rm -f "$link" ;; esac
-    done
-}
-
 remove_installed() {
-    remove_links_into "$opt" /usr/local/bin/* /usr/local/lib/docker/cli-plugins/*
+    if [ -f "$MINIMALDASK_STATE/links" ]; then
+        while read -r link; do [ ! -L "$link" ] || rm -f "$link"; done <"$MINIMALDASK_STATE/links"
+    fi
     rmdir /usr/local/lib/docker/cli-plugins /usr/local/lib/docker 2>/dev/null || true
-    rm -rf "$opt"
+    # What bootstrap.sh unpacked: the engine and the QEMU binaries, side by side.
+    rm -rf "$prefix" "$opt/qemu"
+    rmdir "$opt" 2>/dev/null || true
     if [ -s "$installed_packages" ]; then
-        packages=$(sort -u "$installed_packages" | tr '\n' ' ')
+        sort -u "$installed_packages" >"$installed_packages.sorted"
+        packages=$(tr '\n' ' ' <"$installed_packages.sorted")
         say "removing the packages the set-up installed: $packages"
+        # Only those: a package installed since that needs one of them stays, and so do they.
         # shellcheck disable=SC2086  # one argument per package
+        removals=$(apt-get -s purge $packages 2>>"$apt_log" | sed -n 's/^Purg \([^ :]*\).*/\1/p' | sort)
+        others=$(printf '%s\n' "$removals" | comm -23 - "$installed_packages.sorted" | tr '\n' ' ')
+        [ -z "${others% }" ] || die "removing them would also remove $others(installed since, and depending on them): remove those first, or the set-up's packages by hand"
+        # shellcheck disable=SC2086
         apt_get purge $packages || die "apt-get purge failed; see $apt_log"
     fi
     if [ -f /etc/apt/sources.list.d/minimaldask-sid.sources ]; then

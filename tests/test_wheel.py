@@ -24,7 +24,8 @@ pytestmark = pytest.mark.wheel
 
 def package_modules(path: Path) -> list[str]:
     """The package and its modules; __main__ is run by test_help, not imported."""
-    names = [f"buildtools.{module.name}" for module in pkgutil.iter_modules([str(path)]) if module.name != "__main__"]
+    modules = pkgutil.walk_packages([str(path)], "buildtools.")
+    names = [module.name for module in modules if module.name != "buildtools.__main__"]
     return ["buildtools", *names]
 
 

@@ -386,6 +386,7 @@ class RunnerUser:
             cwd=self.workspace,
             capture_output=True,
             text=True,
+            timeout=900,
         )
 
 
@@ -394,9 +395,10 @@ def readable_mount(source: Path, target: Path, undo: ExitStack) -> Path:
     above it (a clone under a mode 0700 mktemp folder, a venv under /root). Read-only, so
     that removing the test's folder can never reach into the checkout."""
     target.mkdir()
-    run_as_root("mount", "--bind", str(source), str(target))
+    run_as_root("mount", "--bind", "-o", "ro", str(source), str(target))  # util-linux makes it read-only at once
     undo.callback(run_as_root, "umount", str(target))
-    run_as_root("mount", "-o", "remount,bind,ro", str(target))
+    if not os.statvfs(target).f_flag & os.ST_RDONLY:
+        pytest.fail(f"the bind mount {target} is not read-only")
     return target
 
 

@@ -248,6 +248,7 @@ def start_dask_cluster(
     scheduler = labels.component_name(spec.name, "scheduler")
     existed = kube.get("apps/v1", "Deployment", scheduler, spec.namespace) is not None
     cluster = DaskCluster(spec, kube, progress)
+    deadline = Deadline.after(timeout)  # one bound for the prepull and the rollout together
     try:
         if prepull:
             prepull_images(
@@ -257,7 +258,7 @@ def start_dask_cluster(
                 tolerations=spec.tolerations,
                 node_selector=spec.node_selector,
                 image_pull_secrets=spec.image_pull_secrets,
-                timeout=timeout,
+                timeout=deadline,
                 kube=kube,
                 on_progress=progress,
             )
@@ -265,7 +266,7 @@ def start_dask_cluster(
             progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
-            cluster.wait(timeout)
+            cluster.wait(deadline)
     except BaseException as failure:
         if not existed and not keep_on_failure:
             progress(f"start failed: removing what was created for cluster {spec.name}")
@@ -325,7 +326,7 @@ def prepull_images(
     priority_class: str | None = None,
     image_pull_secrets: Sequence[str] = (),
     pause_image: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | Deadline = DEFAULT_TIMEOUT,
     relaxed: bool = True,
     kubeconfig: str | None = None,
     context: str | None = None,

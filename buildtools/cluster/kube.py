@@ -9,7 +9,6 @@ it is the larger half of this module, and the reason it is over 250 lines.
 from __future__ import annotations
 
 import os
-import queue
 import select
 import socket
 import threading
@@ -199,36 +198,38 @@ class PortForward:
             threading.Thread(target=self._pipe, args=(connection,), daemon=True).start()
 
     def _open_stream(self, pod: str) -> Any:
-        """The port-forward websocket to pod, or TimeoutError after open_timeout."""
+        """The port-forward websocket to pod, or TimeoutError after open_timeout. The opener
+        runs in a thread of its own (the client's websocket connect has no timeout); one
+        that answers after the caller gave up closes its stream itself."""
         core = client.CoreV1Api(self.kube.api)
-        outcome: queue.Queue[Any] = queue.Queue(maxsize=1)
-        abandoned = threading.Event()
+        outcome: list[Any] = []
+        answered = threading.Condition()
 
         def open_() -> None:
             try:
-                stream = portforward(
+                result: Any = portforward(
                     core.connect_get_namespaced_pod_portforward, pod, self.namespace, ports=str(self.port)
                 )
-            except (ApiException, OSError) as e:
-                outcome.put(e)
-                return
-            if abandoned.is_set():
-                stream.close()
-            else:
-                outcome.put(stream)
+            except Exception as e:  # handed to the caller, whatever it is
+                result = e
+            with answered:
+                if outcome:  # the caller gave up (it put None)
+                    if not isinstance(result, Exception):
+                        result.close()
+                    return
+                outcome.append(result)
+                answered.notify()
 
         threading.Thread(target=open_, name=f"port-forward-open-{pod}", daemon=True).start()
-        try:
-            result = outcome.get(timeout=self.open_timeout)
-        except queue.Empty:
-            abandoned.set()
-            with suppress(queue.Empty):  # it arrived just now: nobody will use it
-                late = outcome.get_nowait()
-                if not isinstance(late, Exception):
-                    late.close()
-            raise TimeoutError(f"no answer within {self.open_timeout:.0f} s") from None
-        if isinstance(result, Exception):
+        with answered:
+            if not answered.wait_for(lambda: bool(outcome), timeout=self.open_timeout):
+                outcome.append(None)
+                raise TimeoutError(f"no answer within {self.open_timeout:.0f} s")
+        (result,) = outcome
+        if isinstance(result, ApiException | OSError):
             raise result
+        if isinstance(result, Exception):
+            raise DeployError(f"cannot open a port-forward to {self.namespace}/{pod}: {result}") from result
         return result
 
     def _pipe(self, connection: socket.socket) -> None:
@@ -249,7 +250,7 @@ class PortForward:
                 self.last_error = (
                     f"port-forward to {self.namespace}/{pod}:{self.port}, attempt {attempt}/{self.attempts}: {failure}"
                 )
-                if self._closed.wait(1.0):
+                if attempt < self.attempts and self._closed.wait(1.0):
                     return
         finally:
             connection.close()

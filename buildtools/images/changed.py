@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from buildtools import settings
 from buildtools.errors import ConfigError
 from buildtools.images.config import ImageConfig
 from buildtools.settings import DATA_ROOT, REPO_ROOT, checkout_root
@@ -12,6 +13,8 @@ from buildtools.settings import DATA_ROOT, REPO_ROOT, checkout_root
 REBUILD_MARKER = "[rebuild]"
 # The code that decides how images are built: this subpackage, whatever its modules are called.
 IMAGE_FLOW = Path(__file__).resolve().parent.relative_to(REPO_ROOT).as_posix()
+# Where the images' default dask version comes from (settings.pinned_dask_version).
+DASK_PIN = ("pyproject.toml", Path(settings.__file__).resolve().relative_to(REPO_ROOT).as_posix())
 
 
 def context_files(dockerignore: Path = DATA_ROOT / ".dockerignore") -> tuple[str, ...]:
@@ -22,9 +25,9 @@ def context_files(dockerignore: Path = DATA_ROOT / ".dockerignore") -> tuple[str
 
 def is_shared_input(path: str, context: tuple[str, ...]) -> bool:
     """A change to it affects every image: the context every build gets, a file that images/
-    holds for all image folders (strip.sh), or the image flow's own code."""
+    holds for all image folders (strip.sh), the dask pin, or the image flow's own code."""
     return (
-        path in (".dockerignore", *context)
+        path in (".dockerignore", *context, *DASK_PIN)
         or (path.startswith("images/") and path.count("/") == 1)
         or path.startswith(f"{IMAGE_FLOW}/")
     )

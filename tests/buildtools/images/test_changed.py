@@ -50,6 +50,9 @@ def commit_change(repo: Path, path: str) -> None:
         ("buildtools/images/plan.py", IMAGES),
         ("buildtools/images/a_module_added_later.py", IMAGES),
         ("buildtools/cluster/deploy.py", []),
+        # The dask pin every image without its own takes.
+        ("pyproject.toml", IMAGES),
+        ("buildtools/settings.py", IMAGES),
         ("manifests/worker-deployment.yaml.j2", []),
     ],
 )
