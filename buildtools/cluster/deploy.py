@@ -22,7 +22,14 @@ from buildtools.cluster.kubetypes import Count, DnsLabel, validate
 from buildtools.cluster.render import render_cluster, render_prepuller
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
 from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
-from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError, WaitTimeout
+from buildtools.errors import (
+    ConfigError,
+    DeployError,
+    ForbiddenError,
+    MinimalDaskError,
+    UnschedulableError,
+    WaitTimeout,
+)
 
 Progress = Callable[[str], None]
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
@@ -358,7 +365,7 @@ def prepull_images(
     selector = labels.label_selector(name, "prepuller")
     try:
         wait_rollout(kube, "apps/v1", "DaemonSet", ds_name, namespace, selector, timeout, progress)
-    except WaitTimeout:
+    except (WaitTimeout, UnschedulableError):  # the deadline passed (unschedulable pods say why)
         if not relaxed:
             raise
     obj = kube.get("apps/v1", "DaemonSet", ds_name, namespace) or {}

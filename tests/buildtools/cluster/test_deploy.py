@@ -308,29 +308,26 @@ def test_deleting_what_is_already_gone_is_no_error(kubeconfig: str, namespace: s
 
 
 @pytest.fixture
-def unmanaged_node(kubeconfig: str) -> Iterator[str]:
-    """A Node that no kubelet and no kwok controller runs (it lacks kwok's annotation): a
-    prepuller pod for it never becomes Ready, like on a node that died."""
-    kube = Kube.connect(kubeconfig)
-    kube.apply(
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "dead-1", "labels": {"minimaldask-test/dead": "yes"}}}
-    )
+def full_node(kubeconfig: str) -> Iterator[str]:
+    """A node with room for no pod: a prepuller pod for it is never scheduled, so never
+    Ready, like on a node that is full or broken."""
+    add_fake_node(kubeconfig, "full-1", labels={"minimaldask-test/full": "yes"}, pods="0")
     try:
-        yield "dead-1"
+        yield "full-1"
     finally:
-        kube.delete("v1", "Node", "dead-1", None)
+        delete_fake_node(kubeconfig, "full-1")
 
 
 @pytest.mark.parametrize("relaxed", [True, False], ids=["relaxed", "strict"])
 def test_a_node_that_never_pulls_is_reported_or_fails_the_strict_prepull(
-    kubeconfig: str, namespace: str, unmanaged_node: str, relaxed: bool
+    kubeconfig: str, namespace: str, full_node: str, relaxed: bool
 ) -> None:
     def prepull() -> object:
         return prepull_images(
             [IMAGE],
             namespace,
-            name="dead",
-            node_selector={"minimaldask-test/dead": "yes"},
+            name="full",
+            node_selector={"minimaldask-test/full": "yes"},
             timeout=10,
             relaxed=relaxed,
             kubeconfig=kubeconfig,
@@ -338,7 +335,7 @@ def test_a_node_that_never_pulls_is_reported_or_fails_the_strict_prepull(
 
     if relaxed:
         result = prepull()
-        assert result.ready == 0 and len(result.missing) == 1, result
+        assert result.ready == 0 and len(result.missing_nodes) == 1, result
     else:
-        with pytest.raises(WaitTimeout, match=r"DaemonSet .*dead-prepuller"):
+        with pytest.raises(UnschedulableError, match=r"pod full-prepuller-\w+: Unschedulable: .*Too many pods"):
             prepull()
