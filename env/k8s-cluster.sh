@@ -73,14 +73,7 @@ api_ready() {
 wait_api() { wait_for "$timeout" "API of cluster $name (logs: $cluster_dir/logs)" api_ready; }
 
 # PIDs of processes still running a binary of this cluster (its bin/ links).
-cluster_pids() {
-    for p in /proc/[0-9]*; do
-        exe=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-        case $exe in
-            "$cluster_dir"/*) echo "${p#/proc/}" ;;
-        esac
-    done
-}
+cluster_pids() { pids_running "$cluster_dir/*"; }
 
 # kwokctl skips a component whose pid file names a process that answers
 # signal 0, zombies included (this machine's PID 1 reaps them late): drop the

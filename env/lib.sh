@@ -59,6 +59,16 @@ run_locked() {
     exit "$status"
 }
 
+# pids_running PATTERN: processes whose command line matches the glob PATTERN
+# (space-separated arguments).
+pids_running() {
+    for p in /proc/[0-9]*; do
+        args=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+        # shellcheck disable=SC2254  # PATTERN is a glob on purpose
+        case $args in $1) echo "${p#/proc/}" ;; esac
+    done
+}
+
 is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
 
 installed_package_names() { dpkg-query -W -f '${db:Status-Status} ${Package}\n' 2>/dev/null | sed -n 's/^installed //p' | sort; }

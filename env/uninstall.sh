@@ -23,15 +23,6 @@ tmp=${TMPDIR:-/tmp}
 
 [ "$(id -u)" = 0 ] || die "uninstall needs root (it stops daemons and removes packages)"
 
-# pids_running PATTERN: processes whose command line starts with PATTERN.
-pids_running() {
-    for p in /proc/[0-9]*; do
-        args=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-        # shellcheck disable=SC2254  # PATTERN is a glob on purpose
-        case $args in $1) echo "${p#/proc/}" ;; esac
-    done
-}
-
 stop_all() {  # stop_all WHAT PATTERN: TERM, wait up to 20 s, then KILL
     pids=$(pids_running "$2")
     [ -n "$pids" ] || return 0

@@ -22,14 +22,7 @@ containerd_up() {
 }
 
 # PIDs of the shims of our containerd (their command line names our socket).
-shim_pids() {
-    for p in /proc/[0-9]*; do
-        args=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-        case $args in
-            *containerd-shim*"$sock"*) echo "${p#/proc/}" ;;
-        esac
-    done
-}
+shim_pids() { pids_running "*containerd-shim*$sock*"; }
 
 # Every container killed and removed, then containerd and its shims stopped.
 containerd_down() {
