@@ -7,6 +7,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def checkout_root(needed_for: str) -> Path:
     return REPO_ROOT
 
 
+@cache
 def pinned_dask_version() -> str:
     """The distributed version this package pins (pyproject.toml; its metadata once installed):
     the images' dask unless an image.toml says otherwise, so that client and cluster agree."""
