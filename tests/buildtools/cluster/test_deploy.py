@@ -312,6 +312,14 @@ def full_node(kubeconfig: str) -> Iterator[str]:
     """A node with room for no pod: a prepuller pod for it is never scheduled, so never
     Ready, like on a node that is full or broken."""
     add_fake_node(kubeconfig, "full-1", labels={"minimaldask-test/full": "yes"}, pods="0")
+    kube = Kube.connect(kubeconfig)
+
+    def ready() -> tuple[bool, str]:
+        conditions = ((kube.get("v1", "Node", "full-1") or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions), "not Ready"
+
+    # Known to the controllers before the prepuller is applied (else it counts no node at all).
+    wait_until(ready, "node full-1", 60, lambda _: None)
     try:
         yield "full-1"
     finally:
