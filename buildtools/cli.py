@@ -22,8 +22,8 @@ from buildtools.images import engine, report
 from buildtools.images.build import BuildOptions, build_plan
 from buildtools.images.changed import select_images
 from buildtools.images.config import load_image, load_images
-from buildtools.images.mirror import ensure_mirror, mirror_ref
-from buildtools.images.plan import BASE_MODES, BaseMode, Plan, make_plan
+from buildtools.images.mirror import ensure_mirrors, mirror_ref
+from buildtools.images.plan import BASE_MODES, COMPRESSIONS, BaseMode, Compression, Plan, make_plan
 from buildtools.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,22 +46,33 @@ def progress(message: str) -> None:
     err.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
+PythonOpt = Annotated[
+    list[str] | None, typer.Option("--python", help="Python minor(s), e.g. 3.13 (default: all of the image's).")
+]
+
+
 @app.command()
 def mirror(
     image: Annotated[str, typer.Argument(help="Image whose base to mirror.")] = "debian",
     platform: PlatformOpt = None,
+    python: Annotated[
+        list[str] | None, typer.Option("--python", help="Python minor(s) (default: the image's default one).")
+    ] = None,
 ) -> None:
     """Build the offline base mirror from the Debian archive and push it to the registry."""
     config = load_image(image)
-    if config.base.mirror is None:
-        raise ConfigError(f"image {image!r} has no offline base mirror (its base is {config.base.image})")
-    result = ensure_mirror(config.base.mirror, platform or list(config.platforms), Settings.load(), progress)
-    bootstrapped = ", ".join(result.built) or "none, all cached"
-    out.print(
-        f"{result.ref}  platforms: {', '.join(result.platforms)}  bootstrapped now: {bootstrapped}"
-        f"  ({result.seconds:.0f} s)",
-        highlight=False,
-    )
+    settings = Settings.load()
+    plan = make_plan([config], settings.registry, "mirror", platform, pythons=python or [config.default_python])
+    if not plan.targets:
+        reasons = "; ".join(skipped.reason for skipped in plan.skipped)
+        raise ConfigError(f"image {image!r} has no offline base mirror for that Python ({reasons})")
+    for result in ensure_mirrors(plan.targets, settings, progress):
+        bootstrapped = ", ".join(result.built) or "none, all cached"
+        out.print(
+            f"{result.ref}  platforms: {', '.join(result.platforms)}  bootstrapped now: {bootstrapped}"
+            f"  ({result.seconds:.0f} s)",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -69,11 +80,11 @@ def doctor(platform: PlatformOpt = None) -> None:
     """Check the engine, buildx and emulation: run `uname -m` in the base mirror per platform."""
     settings = Settings.load()
     progress(engine.check_engine())
-    configs = [c for c in load_images() if c.base.mirror is not None]
-    if not configs:
+    suites = [(c, c.pythons[c.default_python].mirror) for c in load_images() if c.pythons[c.default_python].mirror]
+    if not suites:
         raise ConfigError("no image has a base mirror to run the platform check in")
-    config = configs[0]
-    ref = mirror_ref(settings, config.base.mirror)
+    config, suite = suites[0]
+    ref = mirror_ref(settings, suite)
     for wanted in platform or list(config.platforms):
         try:
             machine = engine.run(ref, ["uname", "-m"], platform=wanted)
@@ -89,15 +100,39 @@ BaseOpt = Annotated[
     str,
     typer.Option(help=f"Base image source: {' or '.join(BASE_MODES)} (the offline mirror).", envvar="MINIMALDASK_BASE"),
 ]
-TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Extra tag(s) for every image, e.g. latest.")]
+TagOpt = Annotated[
+    list[str] | None, typer.Option("--tag", help="Extra tag(s) for each image's default-Python build, e.g. latest.")
+]
+CompressionOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"Layer compression: {' or '.join(COMPRESSIONS)} (gzip builds get tags ending in -gzip, for engines "
+        "older than Docker 23 / containerd 1.5).",
+        envvar="MINIMALDASK_COMPRESSION",
+    ),
+]
 
 
 def resolve_plan(
-    images: list[str] | None, platform: list[str] | None, registry: str | None, base: str, tag: list[str] | None
+    images: list[str] | None,
+    platform: list[str] | None,
+    registry: str | None,
+    base: str,
+    tag: list[str] | None,
+    python: list[str] | None = None,
+    compression: str = "zstd",
 ) -> tuple[Settings, Plan]:
     settings = Settings.load()
-    mode = cast(BaseMode, base)
-    return settings, make_plan(load_images(images), registry or settings.registry, mode, platform, tag)
+    plan = make_plan(
+        load_images(images),
+        registry or settings.registry,
+        cast(BaseMode, base),
+        platform,
+        tag,
+        python,
+        cast(Compression, compression),
+    )
+    return settings, plan
 
 
 @app.command()
@@ -107,9 +142,11 @@ def plan(
     registry: RegistryOpt = None,
     base: BaseOpt = "upstream",
     tag: TagOpt = None,
+    python: PythonOpt = None,
+    compression: CompressionOpt = "zstd",
 ) -> None:
     """Print the resolved build plan as JSON (no engine needed)."""
-    _, resolved = resolve_plan(images, platform, registry, base, tag)
+    _, resolved = resolve_plan(images, platform, registry, base, tag, python, compression)
     print(json.dumps(resolved.to_json(), indent=2))
 
 
@@ -120,6 +157,8 @@ def build(
     registry: RegistryOpt = None,
     base: BaseOpt = "upstream",
     tag: TagOpt = None,
+    python: PythonOpt = None,
+    compression: CompressionOpt = "zstd",
     push: Annotated[bool, typer.Option("--push", help="Push to the registry (the default).")] = False,
     push_by_digest: Annotated[
         bool, typer.Option("--push-by-digest", help="Push untagged (one platform per CI job); see --digest-file.")
@@ -144,12 +183,13 @@ def build(
     """Build images for all their platforms, measure sizes and enforce the budgets."""
     if sum([push, push_by_digest, load, oci is not None]) > 1:
         raise ConfigError("choose one of --push, --push-by-digest, --load and --oci")
-    settings, resolved = resolve_plan(images, platform, registry, base, tag)
+    settings, resolved = resolve_plan(images, platform, registry, base, tag, python, compression)
     for skipped in resolved.skipped:
-        progress(f"skipping {skipped.image}: {skipped.reason} (build it with --base upstream)")
+        progress(f"skipping {skipped.image}: {skipped.reason}")
     if not resolved.targets:
         raise ConfigError("nothing to build")
     progress(engine.check_engine())
+    ensure_mirrors(resolved.targets, settings, progress)
     options = BuildOptions(
         output="load" if load else "oci" if oci else "push-by-digest" if push_by_digest else "push",
         oci_dir=oci,
@@ -161,7 +201,7 @@ def build(
 
     # Also with --quiet: when a build fails, its log is where the reason is.
     for target in resolved.targets:
-        progress(f"build log: {log_file(settings, target.image)}")
+        progress(f"build log: {log_file(settings, target.name)}")
     results = build_plan(resolved, settings, options, (lambda _: None) if quiet else progress)
     out.print(report.timing_table(results))
     if any(result.verdicts for result in results):

@@ -93,7 +93,7 @@ def test_actions_are_pinned_by_commit(workflow: Path) -> None:
         assert re.fullmatch(r"\s+# v\d+\.\d+\.\d+", comment), f"{action} lacks its '# vX.Y.Z' comment"
 
 
-def test_plan_matrix_is_every_image_on_every_platform() -> None:
+def test_plan_matrix_is_every_image_python_and_platform() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "buildtools", "plan", "--registry", "ghcr.io/test", "--base", "upstream"],
         cwd=REPO,
@@ -102,8 +102,13 @@ def test_plan_matrix_is_every_image_on_every_platform() -> None:
         text=True,
     )
     matrix = json.loads(result.stdout)["matrix"]
-    expected = [(config.name, platform) for config in load_images() for platform in config.platforms]
-    assert [(job["image"], job["platform"]) for job in matrix] == expected
+    expected = [
+        (config.name, python, platform)
+        for config in load_images()
+        for python in config.pythons
+        for platform in config.variant_platforms(python)
+    ]
+    assert [(job["image"], job["python"], job["platform"]) for job in matrix] == expected
     check_jobs(matrix)
 
 
@@ -223,9 +228,14 @@ class Sandbox:
         assert result.returncode == 0, f"select step failed:\n{result.stdout}{result.stderr}"
         return dict(line.split("=", 1) for line in output.read_text().splitlines())
 
-    def expected_matrix(self, names: list[str]) -> list[tuple[str, str]]:
+    def expected_matrix(self, names: list[str]) -> list[tuple[str, str, str]]:
         configs = load_images(names, self.root / "images")
-        return [(config.name, platform) for config in configs for platform in config.platforms]
+        return [
+            (config.name, python, platform)
+            for config in configs
+            for python in config.pythons
+            for platform in config.variant_platforms(python)
+        ]
 
 
 @pytest.fixture
@@ -237,10 +247,10 @@ def selected(outputs: dict[str, str]) -> list[str]:
     return outputs["images"].split()
 
 
-def matrix_pairs(outputs: dict[str, str]) -> list[tuple[str, str]]:
+def matrix_pairs(outputs: dict[str, str]) -> list[tuple[str, str, str]]:
     matrix = json.loads(outputs["matrix"])
     check_jobs(matrix)
-    return [(job["image"], job["platform"]) for job in matrix]
+    return [(job["image"], job["python"], job["platform"]) for job in matrix]
 
 
 def test_readme_change_builds_nothing(sandbox: Sandbox) -> None:
@@ -314,17 +324,22 @@ def test_push_outside_master_never_pushes(sandbox: Sandbox) -> None:
     assert outputs["push"] == "false"
 
 
-def test_targets_carry_refs_and_digest_slugs_per_image(sandbox: Sandbox) -> None:
+def test_targets_carry_refs_and_digest_slugs_per_image_and_python(sandbox: Sandbox) -> None:
     outputs = sandbox.run_select(BEFORE=NO_COMMIT)
     registry = f"ghcr.io/{OWNER.lower()}"
     assert outputs["registry"] == registry
     matrix = json.loads(outputs["matrix"])
     targets = json.loads(outputs["targets"])
-    assert [target["image"] for target in targets] == sandbox.images()
-    for target, config in zip(targets, load_images(sandbox.images(), sandbox.root / "images"), strict=True):
+    configs = load_images(sandbox.images(), sandbox.root / "images")
+    variants = [(config, python) for config in configs for python in config.pythons]
+    assert [target["name"] for target in targets] == [f"{c.name}-py{python}" for c, python in variants]
+    for target, (config, python) in zip(targets, variants, strict=True):
         assert target["repository"] == f"{registry}/{config.repository}"
-        assert target["refs"].split() == [f"{target['repository']}:{tag}" for tag in config.resolved_tags()]
-        assert target["slugs"].split() == [job["slug"] for job in matrix if job["image"] == target["image"]]
+        refs = [f"{target['repository']}:{tag}" for tag in config.resolved_tags(python)]
+        assert target["refs"].split() == refs
+        assert target["gzip_refs"].split() == [f"{ref}-gzip" for ref in refs]
+        assert target["default"] is (python == config.default_python)
+        assert target["slugs"].split() == [job["slug"] for job in matrix if job["target"] == target["name"]]
 
 
 # --- the build job's build step, run as an unprivileged user --------------------------
@@ -476,9 +491,10 @@ def test_build_step_runs_as_an_unprivileged_user(
     plan = make_plan(load_images(["tiny"], FIXTURES), settings.registry, "mirror", ["linux/amd64"])
     (job,) = plan.matrix()
     step = build_step()
-    assert set(step["env"]) == {"IMAGE", "PLATFORM", "SLUG", "REGISTRY"}, "the step's env changed; update this test"
+    assert set(step["env"]) == {"IMAGE", "PYTHON", "PLATFORM", "SLUG", "REGISTRY"}, "the step's env changed"
     env = {
         "IMAGE": job["image"],
+        "PYTHON": job["python"],
         "PLATFORM": job["platform"],
         "SLUG": job["slug"],
         "REGISTRY": settings.registry,

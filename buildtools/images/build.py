@@ -15,7 +15,7 @@ from buildtools.errors import ConfigError
 from buildtools.images import engine
 from buildtools.images.budgets import Verdict, judge
 from buildtools.images.config import Budget
-from buildtools.images.plan import Plan, Target
+from buildtools.images.plan import Compression, Plan, Target
 from buildtools.images.progress import BuildProgress
 from buildtools.images.registry import Registry, split_ref
 from buildtools.images.sizes import (
@@ -29,6 +29,9 @@ from buildtools.images.sizes import (
 from buildtools.settings import DATA_ROOT, Settings
 
 OutputMode = Literal["push", "push-by-digest", "load", "oci"]
+# zstd level of the layers BuildKit writes (its encoder maps levels to 4 speeds: 1, 2-3, 4-8,
+# 9+), chosen by measurement of pull size against export time on 2 cores: docs/PERFORMANCE.md.
+ZSTD_LEVEL = 9
 # Proxy settings reach RUN steps as BuildKit's predefined build arguments, which stay out
 # of the image history and config.
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
@@ -41,6 +44,7 @@ class BuildOptions:
     ca_bundle: Path | None = None
     use_cache: bool = True
     cache_scope: str | None = None  # GitHub Actions cache scope; default: the registry cache
+    zstd_level: int = ZSTD_LEVEL
 
     def cache_refs(self, target: Target) -> tuple[str | None, str | None]:
         """(cache-from, cache-to) for buildx."""
@@ -80,9 +84,9 @@ def registry_cache_exists(ref: str) -> bool:
     return True
 
 
-def log_file(settings: Settings, image: str) -> Path:
-    """Where buildx's full output of the last build of an image is kept."""
-    return settings.cache_dir / "logs" / f"build-{image}.log"
+def log_file(settings: Settings, target_name: str) -> Path:
+    """Where buildx's full output of the last build of a target (debian-py3.13) is kept."""
+    return settings.cache_dir / "logs" / f"build-{target_name}.log"
 
 
 def secrets_for(options: BuildOptions) -> list[str]:
@@ -100,9 +104,25 @@ def proxy_args() -> dict[str, str]:
     return {name: os.environ[name] for name in PROXY_VARIABLES if os.environ.get(name)}
 
 
-def output_for(target: Target, options: BuildOptions) -> dict[str, str]:
+def compression_for(compression: Compression, options: BuildOptions) -> dict[str, str]:
+    """Layer compression of an export; force-compression recompresses layers that the cache
+    (or the base) holds in the other format, so every layer is what the tag promises."""
+    if compression == "gzip":
+        return {"compression": "gzip", "force-compression": "true"}
+    return {
+        "compression": "zstd",
+        "compression-level": str(options.zstd_level),
+        "force-compression": "true",
+        "oci-mediatypes": "true",
+    }
+
+
+def output_for(target: Target, compression: Compression, options: BuildOptions) -> dict[str, str]:
+    if options.output == "load":
+        return {"type": "docker"}  # the engine's store keeps layers its own way
+    layers = compression_for(compression, options)
     if options.output == "push":
-        return {"type": "image", "push": "true"}
+        return {"type": "image", "push": "true", **layers}
     if options.output == "push-by-digest":
         # Untagged, for CI jobs that each build one platform; a later job tags the index.
         return {
@@ -111,19 +131,18 @@ def output_for(target: Target, options: BuildOptions) -> dict[str, str]:
             "push-by-digest": "true",
             "name-canonical": "true",
             "push": "true",
+            **layers,
         }
-    if options.output == "load":
-        return {"type": "docker"}
     if options.oci_dir is None:
         raise ConfigError("--oci needs a directory")
-    return {"type": "oci", "dest": str(options.oci_dir / target.image), "tar": "false"}
+    return {"type": "oci", "dest": str(options.oci_dir / target.name), "tar": "false", **layers}
 
 
 def content_source(target: Target, options: BuildOptions) -> ContentSource | None:
     if options.output == "push" and is_local(target.repository.split("/")[0]):
         return RegistrySource.for_ref(target.refs[0])
     if options.output == "oci" and options.oci_dir:
-        return OciLayoutSource(options.oci_dir / target.image)
+        return OciLayoutSource(options.oci_dir / target.name)
     return None  # an engine's local store has no per-platform compressed sizes
 
 
@@ -139,7 +158,9 @@ def previous_sizes(target: Target, cache: LayerSizeCache) -> dict[str, PlatformS
         return {}
 
 
-def run_buildx(target: Target, options: BuildOptions, metadata: Path, on_line: Callable[[str], None]) -> None:
+def run_buildx(
+    target: Target, compression: Compression, options: BuildOptions, metadata: Path, on_line: Callable[[str], None]
+) -> None:
     cache_from, cache_to = options.cache_refs(target)
     engine.build(
         context=DATA_ROOT / target.context,
@@ -148,7 +169,7 @@ def run_buildx(target: Target, options: BuildOptions, metadata: Path, on_line: C
         tags=[] if options.output == "push-by-digest" else target.refs,
         build_args={**target.build_args, **proxy_args()},
         secrets=secrets_for(options),
-        output=output_for(target, options),
+        output=output_for(target, compression, options),
         cache_from=cache_from,
         cache_to=cache_to,
         metadata_file=metadata,
@@ -159,15 +180,19 @@ def run_buildx(target: Target, options: BuildOptions, metadata: Path, on_line: C
 
 
 def build_target(
-    target: Target, settings: Settings, options: BuildOptions, on_progress: Callable[[str], None]
+    target: Target,
+    compression: Compression,
+    settings: Settings,
+    options: BuildOptions,
+    on_progress: Callable[[str], None],
 ) -> TargetResult:
     """Build one target; on_progress gets one line per platform and finished step, while
     buildx's full output goes to log_file()."""
     cache = LayerSizeCache(settings.cache_dir / "layer-sizes.json")
     previous = previous_sizes(target, cache) if options.output == "push" else {}
-    progress = BuildProgress(image=target.image, platform=target.platforms[0])
-    metadata = settings.cache_dir / "metadata" / f"{target.image}.json"
-    log = log_file(settings, target.image)
+    progress = BuildProgress(image=target.name, platform=target.platforms[0])
+    metadata = settings.cache_dir / "metadata" / f"{target.name}.json"
+    log = log_file(settings, target.name)
     try:
         for directory in {metadata.parent, log.parent}:
             directory.mkdir(parents=True, exist_ok=True)
@@ -186,7 +211,7 @@ def build_target(
             if summary := progress.feed(line):
                 on_progress(summary)
 
-        run_buildx(target, options, metadata, on_line)
+        run_buildx(target, compression, options, metadata, on_line)
     seconds = time.monotonic() - started
     source = content_source(target, options)
     sizes = measure(source, cache) if source else {}
@@ -203,7 +228,7 @@ def build_target(
         work_steps=progress.work_steps,
         cached_steps=progress.cached_steps,
         sizes=sizes,
-        verdicts=judge(target.image, sizes, budgets, base_layers, previous),
+        verdicts=judge(target.name, sizes, budgets, base_layers, previous),
         digest=json.loads(metadata.read_text()).get("containerimage.digest") if metadata.exists() else None,
     )
 
@@ -213,4 +238,4 @@ def build_plan(
 ) -> list[TargetResult]:
     if options.output == "push" and is_local(plan.registry):
         Registry(plan.registry).ping()
-    return [build_target(target, settings, options, on_progress) for target in plan.targets]
+    return [build_target(target, plan.compression, settings, options, on_progress) for target in plan.targets]

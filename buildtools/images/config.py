@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,9 @@ DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "
 KNOWN_PLATFORMS = tuple(DEBIAN_ARCH)
 
 Megabytes = Annotated[float, Field(gt=0)]
+PYTHON_MINOR = re.compile(r"3\.\d+")
+# Where `buildtools mirror` pushes the offline Debian bases, one tag per suite.
+MIRROR_REPOSITORY = "minimaldask/debian-base"
 
 
 class Strict(BaseModel):
@@ -38,18 +42,16 @@ class Budget(Strict):
     over_base: bool = False
 
 
-class Mirror(Strict):
-    """An offline copy of the base, built from the Debian archive by `buildtools mirror`."""
+class PythonVariant(Strict):
+    """One Python minor an image is built for: the base image that ships that Python.
 
-    suite: str
-    repository: str
-    tag: str
+    `mirror` names the Debian suite of the offline copy of that base (`buildtools mirror`);
+    `platforms` narrows the image's platforms for this Python when its base lacks some.
+    """
 
-
-class Base(Strict):
-    image: str
-    platforms: tuple[str, ...]
-    mirror: Mirror | None = None
+    base: str
+    mirror: str | None = None
+    platforms: tuple[str, ...] | None = None
 
 
 class ImageConfig(Strict):
@@ -59,8 +61,11 @@ class ImageConfig(Strict):
     repository: str
     dockerfile: str = "Dockerfile"
     platforms: tuple[str, ...]
+    # tags: every Python's build; default_tags: only the default Python's.
     tags: tuple[str, ...]
-    base: Base
+    default_tags: tuple[str, ...] = ()
+    default_python: str
+    pythons: dict[str, PythonVariant]
     versions: dict[str, str]
     budgets: dict[str, Budget]
 
@@ -78,19 +83,24 @@ class ImageConfig(Strict):
         for platform in self.platforms:
             if platform not in KNOWN_PLATFORMS:
                 raise ValueError(f"unknown platform {platform!r} (known: {', '.join(KNOWN_PLATFORMS)})")
-            if platform not in self.base.platforms:
-                raise ValueError(
-                    f"platform {platform} is not provided by the base image {self.base.image} "
-                    f"(it has {', '.join(self.base.platforms)})"
-                )
             if platform not in self.budgets:
                 raise ValueError(f"no budget for platform {platform}")
         extra = set(self.budgets) - set(self.platforms)
         if extra:
             raise ValueError(f"budget for a platform the image does not build: {', '.join(sorted(extra))}")
-        for tag in self.tags:
+        if "python" in self.versions:
+            raise ValueError("[versions].python: the Pythons are the keys of [pythons]")
+        if self.default_python not in self.pythons:
+            raise ValueError(f'default_python {self.default_python} has no [pythons."{self.default_python}"]')
+        for python, variant in self.pythons.items():
+            if not PYTHON_MINOR.fullmatch(python):
+                raise ValueError(f'[pythons."{python}"]: a Python minor looks like 3.13')
+            unknown = set(variant.platforms or ()) - set(self.platforms)
+            if unknown:
+                raise ValueError(f'[pythons."{python}"].platforms: {", ".join(sorted(unknown))} not in platforms')
+        for tag in (*self.tags, *self.default_tags):
             try:
-                tag.format(**self.versions)
+                tag.format(**self.variant_versions(self.default_python))
             except KeyError as missing:
                 raise ValueError(f"tag {tag!r} uses {missing}, which is not in [versions]") from None
         return self
@@ -101,12 +111,19 @@ class ImageConfig(Strict):
         path = (self.directory / self.dockerfile).resolve()
         return str(path.relative_to(DATA_ROOT)) if path.is_relative_to(DATA_ROOT) else str(path)
 
-    def resolved_tags(self) -> list[str]:
-        return [tag.format(**self.versions) for tag in self.tags]
+    def variant_platforms(self, python: str) -> tuple[str, ...]:
+        return self.pythons[python].platforms or self.platforms
 
-    def build_args(self) -> dict[str, str]:
-        """Pinned versions as build arguments: dask -> DASK_VERSION."""
-        return {f"{key.upper()}_VERSION": value for key, value in self.versions.items()}
+    def variant_versions(self, python: str) -> dict[str, str]:
+        return {**self.versions, "python": python}
+
+    def resolved_tags(self, python: str) -> list[str]:
+        tags = [*self.tags, *(self.default_tags if python == self.default_python else ())]
+        return [tag.format(**self.variant_versions(python)) for tag in tags]
+
+    def build_args(self, python: str) -> dict[str, str]:
+        """Pinned versions as build arguments: dask -> DASK_VERSION, the Python -> PYTHON_VERSION."""
+        return {f"{key.upper()}_VERSION": value for key, value in self.variant_versions(python).items()}
 
 
 def images_dir_default() -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from buildtools.errors import ConfigError, MinimalDaskError
 from buildtools.images import engine
-from buildtools.images.config import DEBIAN_ARCH, Mirror
+from buildtools.images.config import DEBIAN_ARCH, MIRROR_REPOSITORY
+from buildtools.images.plan import Target
 from buildtools.images.registry import Registry, split_ref
 from buildtools.settings import Settings
 
@@ -45,8 +46,8 @@ class MirrorResult:
     seconds: float
 
 
-def mirror_ref(settings: Settings, mirror: Mirror) -> str:
-    return f"{settings.registry}/{mirror.repository}:{mirror.tag}"
+def mirror_ref(settings: Settings, suite: str) -> str:
+    return f"{settings.registry}/{MIRROR_REPOSITORY}:{suite}"
 
 
 def debian_arch(platform: str) -> str:
@@ -90,13 +91,13 @@ def bootstrap_rootfs(suite: str, arch: str, archive: str, tarball: Path) -> None
     partial.rename(tarball)
 
 
-def ensure_mirror(mirror: Mirror, platforms: list[str], settings: Settings, progress: Progress) -> MirrorResult:
+def ensure_mirror(suite: str, platforms: list[str], settings: Settings, progress: Progress) -> MirrorResult:
     """Build and push the mirror unless the registry already has it for every platform."""
     started = time.monotonic()
     arches = {platform: debian_arch(platform) for platform in platforms}
     registry = Registry(settings.registry)
     registry.ping()
-    ref = mirror_ref(settings, mirror)
+    ref = mirror_ref(settings, suite)
     present = platforms_in_registry(registry, ref)
     if set(platforms) <= present:
         progress(f"base mirror {ref} is cached ({', '.join(sorted(present))})")
@@ -108,11 +109,11 @@ def ensure_mirror(mirror: Mirror, platforms: list[str], settings: Settings, prog
     built, sources = [], []
     for platform in wanted:
         arch = arches.get(platform) or debian_arch(platform)
-        tarball = tarballs / f"{mirror.suite}-{arch}.tar"
+        tarball = tarballs / f"{suite}-{arch}.tar"
         if not tarball.exists():
-            progress(f"bootstrapping Debian {mirror.suite} for {platform} with mmdebstrap ...")
+            progress(f"bootstrapping Debian {suite} for {platform} with mmdebstrap ...")
             step = time.monotonic()
-            bootstrap_rootfs(mirror.suite, arch, settings.debian_mirror, tarball)
+            bootstrap_rootfs(suite, arch, settings.debian_mirror, tarball)
             progress(f"  {platform}: {time.monotonic() - step:.0f} s, {tarball.stat().st_size / 1e6:.0f} MB")
             built.append(platform)
         per_platform = f"{ref}-{arch}"
@@ -122,3 +123,12 @@ def ensure_mirror(mirror: Mirror, platforms: list[str], settings: Settings, prog
     engine.create_index(ref, sources)
     progress(f"base mirror {ref} pushed ({', '.join(wanted)})")
     return MirrorResult(ref, wanted, built, time.monotonic() - started)
+
+
+def ensure_mirrors(targets: list[Target], settings: Settings, progress: Progress) -> list[MirrorResult]:
+    """The offline bases a plan's targets build from, each for the platforms they need."""
+    needed: dict[str, set[str]] = {}
+    for target in targets:
+        if target.mirror_suite:
+            needed.setdefault(target.mirror_suite, set()).update(target.platforms)
+    return [ensure_mirror(suite, sorted(platforms), settings, progress) for suite, platforms in needed.items()]

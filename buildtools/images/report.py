@@ -50,7 +50,7 @@ def timing_table(results: list[TargetResult]) -> Table:
     for result in results:
         per_platform = ", ".join(f"{p} {s:.0f}" for p, s in sorted(result.platform_seconds.items()))
         table.add_row(
-            result.target.image,
+            result.target.name,
             f"{result.seconds:.0f}",
             f"{result.cached_steps}/{result.work_steps}",
             per_platform or "-",
@@ -63,6 +63,8 @@ def json_report(results: list[TargetResult]) -> dict[str, Any]:
         "images": [
             {
                 "image": result.target.image,
+                "python": result.target.python,
+                "name": result.target.name,
                 "refs": result.target.refs,
                 "seconds": round(result.seconds, 1),
                 "platform_seconds": {p: round(s, 1) for p, s in result.platform_seconds.items()},
@@ -99,7 +101,7 @@ def markdown_table(data: dict[str, Any]) -> str:
     for image in data["images"]:
         for p in image["platforms"]:
             lines.append(
-                f"| {image['image']} | {p['platform']} | {_mb(p['counted_compressed'])} | "
+                f"| {image.get('name', image['image'])} | {p['platform']} | {_mb(p['counted_compressed'])} | "
                 f"{p['budget']['compressed_mb']:g} | {_mb(p['counted_uncompressed'])} | "
                 f"{p['budget']['uncompressed_mb']:g} | {p['layers']} | {'OVER' if p['over_budget'] else 'ok'} |"
             )

@@ -1,4 +1,5 @@
-"""The Debian image in real containers, on every platform (arm ones under QEMU)."""
+"""The Debian image in real containers: the default Python on every platform (arm ones under
+QEMU), every other Python on amd64 (tests/conftest.py TESTED_VARIANTS)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,10 @@ import pytest
 import testinfra
 from python_on_whales import Container, docker
 
-from buildtools.images.config import load_image
+from tests.conftest import DEBIAN, TESTED_VARIANTS
 from tests.helpers.host import platform_env
 
 pytestmark = pytest.mark.images
-
-CONFIG = load_image("debian")
-PLATFORMS = list(CONFIG.platforms)
 
 
 def run_once(
@@ -43,15 +41,30 @@ def run_once(
         container.remove(force=True)
 
 
-@pytest.fixture(scope="module", params=PLATFORMS)
-def platform(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(scope="module", params=TESTED_VARIANTS, ids=lambda variant: f"py{variant[0]}-{variant[1]}")
+def variant(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def idle_container(debian_image: str, platform: str) -> Iterator[Container]:
+def python(variant: tuple[str, str]) -> str:
+    return variant[0]
+
+
+@pytest.fixture(scope="module")
+def platform(variant: tuple[str, str]) -> str:
+    return variant[1]
+
+
+@pytest.fixture(scope="module")
+def image(images: dict[str, str], python: str) -> str:
+    return images[python]
+
+
+@pytest.fixture(scope="module")
+def idle_container(image: str, platform: str) -> Iterator[Container]:
     container = docker.run(
-        debian_image, ["sleep", "600"], platform=platform, detach=True, networks=["none"], envs=platform_env(platform)
+        image, ["sleep", "600"], platform=platform, detach=True, networks=["none"], envs=platform_env(platform)
     )
     yield container
     container.remove(force=True)
@@ -81,17 +94,17 @@ def test_files_owners_and_modes(host: testinfra.host.Host) -> None:
     assert host.file("/usr/bin/tini").is_file
 
 
-def test_pinned_versions_inside(host: testinfra.host.Host) -> None:
+def test_pinned_versions_inside(host: testinfra.host.Host, python: str) -> None:
     versions = host.check_output(
         "python -c 'import sys, dask, distributed, bokeh; "
         "print(sys.version_info[0], sys.version_info[1], dask.__version__, "
         "distributed.__version__, bokeh.__version__)'"
     ).split()
     assert versions == [
-        *CONFIG.versions["python"].split("."),
-        CONFIG.versions["dask"],
-        CONFIG.versions["dask"],
-        CONFIG.versions["bokeh"],
+        *python.split("."),
+        DEBIAN.versions["dask"],
+        DEBIAN.versions["dask"],
+        DEBIAN.versions["bokeh"],
     ]
 
 
@@ -105,8 +118,23 @@ def test_no_compiler_caches_or_package_lists(host: testinfra.host.Host) -> None:
     assert host.check_output("find / -xdev -name '*.whl' 2>/dev/null | head -1") == ""
 
 
-def test_other_commands_run_instead(debian_image: str, platform: str) -> None:
-    assert run_once(debian_image, platform, command=["python", "-c", "print(6 * 7)"]) == (0, "42\n")
+def test_other_commands_run_instead(image: str, platform: str) -> None:
+    assert run_once(image, platform, command=["python", "-c", "print(6 * 7)"]) == (0, "42\n")
+
+
+# A scheduler and a worker process of the image, on the container's own loopback.
+COMPUTE = """
+import dask.array as da
+from dask.distributed import Client, LocalCluster
+with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None, host="127.0.0.1") as cluster:
+    with Client(cluster) as client:
+        print(da.ones((1000, 1000), chunks=(250, 250)).sum().compute(), client.run(lambda: 1) != {})
+"""
+
+
+def test_a_scheduler_and_a_worker_of_the_image_compute(image: str, platform: str) -> None:
+    quiet = {"DASK_LOGGING__DISTRIBUTED": "error"}
+    assert run_once(image, platform, env=quiet, command=["python", "-c", COMPUTE]) == (0, "1000000.0 True\n")
 
 
 @pytest.mark.parametrize(
@@ -122,18 +150,18 @@ def test_other_commands_run_instead(debian_image: str, platform: str) -> None:
         ({"EXTRA_PIP_PACKAGES": "/wheels/missing-1.0-py3-none-any.whl"}, "installing /wheels/missing"),
     ],
 )
-def test_bad_configuration_exits_non_zero_with_the_reason(debian_image: str, env: dict[str, str], message: str) -> None:
-    code, output = run_once(debian_image, "linux/amd64", env=env)
+def test_bad_configuration_exits_non_zero_with_the_reason(image: str, env: dict[str, str], message: str) -> None:
+    code, output = run_once(image, "linux/amd64", env=env)
     assert code != 0
     assert f"entrypoint: error: {message}" in output, output
 
 
-def test_runtime_pip_install_as_the_image_user(debian_image: str, tmp_path: Path, platform: str) -> None:
+def test_runtime_pip_install_as_the_image_user(image: str, tmp_path: Path, platform: str) -> None:
     wheel = write_wheel(tmp_path)
     tmp_path.chmod(0o755)  # readable by the image user (UID 1000)
     wheel.chmod(0o644)
     code, output = run_once(
-        debian_image,
+        image,
         platform,
         env={"EXTRA_PIP_PACKAGES": f"/wheels/{wheel.name}"},
         command=["python", "-c", "import hello_minimaldask; print(hello_minimaldask.GREETING)"],
@@ -143,11 +171,9 @@ def test_runtime_pip_install_as_the_image_user(debian_image: str, tmp_path: Path
     assert "hello" in output.splitlines(), output
 
 
-def test_system_packages_install_as_root_goes_to_apt(debian_image: str) -> None:
+def test_system_packages_install_as_root_goes_to_apt(image: str) -> None:
     # As root, the request reaches apt; with no network the install fails loudly, bounded in time.
-    code, output = run_once(
-        debian_image, "linux/amd64", env={"EXTRA_APT_PACKAGES": "curl", "INSTALL_TIMEOUT": "20"}, user="0"
-    )
+    code, output = run_once(image, "linux/amd64", env={"EXTRA_APT_PACKAGES": "curl", "INSTALL_TIMEOUT": "20"}, user="0")
     assert code != 0
     assert "entrypoint: installing package lists" in output
     assert "entrypoint: error: installing package lists" in output
@@ -180,9 +206,9 @@ def write_wheel(directory: Path) -> Path:
     return wheel
 
 
-def test_idle_timeout_argument_reaches_the_scheduler(debian_image: str) -> None:
+def test_idle_timeout_argument_reaches_the_scheduler(image: str) -> None:
     code, output = run_once(
-        debian_image, "linux/amd64", env={"ARGUMENTS": "--idle-timeout 2s", "PORT": "0", "DASHBOARD_PORT": "0"}
+        image, "linux/amd64", env={"ARGUMENTS": "--idle-timeout 2s", "PORT": "0", "DASHBOARD_PORT": "0"}
     )
     assert code == 0, output
     assert "starting scheduler" in output

@@ -151,10 +151,10 @@ def test_build_prints_a_line_per_platform_and_step_and_logs_all_of_buildx(regist
     assert result.returncode == 0, result.stderr
     steps = [match for line in result.stderr.splitlines() if (match := STEP_LINE.match(line))]
     found = sorted((step["image"], step["platform"], step["position"]) for step in steps)
-    assert found == sorted(("tiny", platform, f"{n}/3") for platform in PLATFORMS for n in (2, 3))  # FROM: none
+    assert found == sorted(("tiny-py3.13", platform, f"{n}/3") for platform in PLATFORMS for n in (2, 3))  # FROM: none
     assert not re.search(r"^#\d", result.stderr, re.M), "buildx's own lines reached the terminal"
     log = printed_log_file(result.stderr)
-    assert log == tmp_path / "cache" / "logs" / "build-tiny.log"
+    assert log == tmp_path / "cache" / "logs" / "build-tiny-py3.13.log"
     text = log.read_text()
     assert text.startswith("#0 building with ")
     for platform in PLATFORMS:  # every step's header and output, the export, ...
@@ -170,8 +170,8 @@ def test_registry_cache_is_imported_only_once_exported(registry: Registry, setti
     isolated = replace(settings, cache_dir=tmp_path)
     logs = []
     for _ in range(2):
-        build_target(target, isolated, BuildOptions(), lambda _: None)
-        logs.append(log_file(isolated, target.image).read_text())
+        build_target(target, "zstd", isolated, BuildOptions(), lambda _: None)
+        logs.append(log_file(isolated, target.name).read_text())
     first, second = logs
     assert "importing cache manifest" not in first
     assert "exporting cache to registry" in first
@@ -186,7 +186,7 @@ def test_over_budget_fails_with_one_line_per_offender(registry: Registry, tmp_pa
     assert printed_log_file(result.stderr).is_file()
     lines = [line for line in result.stderr.splitlines() if line.startswith("tiny-overbudget")]
     assert len(lines) == 1
-    assert lines[0].startswith("tiny-overbudget linux/amd64: ")
+    assert lines[0].startswith("tiny-overbudget-py3.13 linux/amd64: ")
     assert ", budget 5 MB, over by " in lines[0]
     assert "Traceback" not in result.stderr
 

@@ -11,10 +11,15 @@ VALID = """
 description = "fixture"
 repository = "minimaldask/fixture"
 platforms = ["linux/amd64", "linux/arm64"]
-tags = ["{dask}"]
-[base]
-image = "debian:trixie-slim"
-platforms = ["linux/amd64", "linux/arm64"]
+tags = ["{dask}-py{python}"]
+default_tags = ["{dask}"]
+default_python = "3.13"
+[pythons."3.13"]
+base = "debian:trixie-slim"
+mirror = "trixie"
+[pythons."3.11"]
+base = "debian:bookworm-slim"
+platforms = ["linux/amd64"]
 [versions]
 dask = "1.0"
 [budgets."linux/amd64"]
@@ -40,10 +45,13 @@ def test_repository_images_all_load() -> None:
         assert set(config.budgets) == set(config.platforms)
 
 
-def test_valid_definition_resolves_tags_and_build_args(tmp_path: Path) -> None:
+def test_valid_definition_resolves_tags_and_build_args_per_python(tmp_path: Path) -> None:
     config = load_image("fixture", write_image(tmp_path, VALID))
-    assert config.resolved_tags() == ["1.0"]
-    assert config.build_args() == {"DASK_VERSION": "1.0"}
+    assert config.resolved_tags("3.13") == ["1.0-py3.13", "1.0"]  # the default Python's build has the plain tag
+    assert config.resolved_tags("3.11") == ["1.0-py3.11"]
+    assert config.build_args("3.11") == {"DASK_VERSION": "1.0", "PYTHON_VERSION": "3.11"}
+    assert config.variant_platforms("3.11") == ("linux/amd64",)
+    assert config.variant_platforms("3.13") == ("linux/amd64", "linux/arm64")
 
 
 @pytest.mark.parametrize(
@@ -54,18 +62,15 @@ def test_valid_definition_resolves_tags_and_build_args(tmp_path: Path) -> None:
             ('[budgets."linux/arm64"]\ncompressed_mb = 10', '[budgets."linux/arm64"]\ncompressed_mb = -1'),
             "greater than 0",
         ),
-        (('tags = ["{dask}"]', 'tags = ["{python}"]'), "not in [versions]"),
+        (('tags = ["{dask}-py{python}"]', 'tags = ["{rapids}"]'), "not in [versions]"),
+        (('default_python = "3.13"', 'default_python = "3.12"'), 'default_python 3.12 has no [pythons."3.12"]'),
+        (('[pythons."3.11"]', '[pythons."py3.11"]'), "a Python minor looks like 3.13"),
+        (('platforms = ["linux/amd64"]\n[versions]', 'platforms = ["linux/arm/v7"]\n[versions]'), "not in platforms"),
+        (('dask = "1.0"', 'dask = "1.0"\npython = "3.13"'), "the Pythons are the keys of [pythons]"),
         (('description = "fixture"', 'description = "fixture"\nsurprise = 1'), "Extra inputs"),
         (
             ('[budgets."linux/arm64"]\ncompressed_mb = 10\nuncompressed_mb = 20', ""),
             "no budget for platform linux/arm64",
-        ),
-        (
-            (
-                'image = "debian:trixie-slim"\nplatforms = ["linux/amd64", "linux/arm64"]',
-                'image = "x"\nplatforms = ["linux/amd64"]',
-            ),
-            "not provided by the base image x",
         ),
         (("[versions]", "[versions"), "image.toml"),
     ],
