@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 # Where image bases come from: the offline mirror built from the Debian archive (works
 # everywhere a Debian archive is reachable), or upstream (docker.io etc.).
 BASE ?= mirror
+# Narrow `make images` to some Pythons (PYTHON=3.13 or PYTHON="3.11 3.13"); default: every one.
+PYTHON ?=
+# Layer compression: zstd (default) or gzip (tags ending in -gzip, for engines before Docker 23).
+COMPRESSION ?= zstd
 
 include env/versions.env
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
@@ -35,7 +39,8 @@ tools:
 	sh env/k8s-build.sh
 
 images: env
-	$(PY) -m buildtools build --base $(BASE) --report build-report.json
+	$(PY) -m buildtools build --base $(BASE) --compression $(COMPRESSION) $(foreach p,$(PYTHON),--python $(p)) \
+		--report build-report.json
 
 test: env tools
 	$(PY) -m pytest

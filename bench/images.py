@@ -27,7 +27,7 @@ def build_seconds(names: list[str], settings: Settings, use_cache: bool) -> dict
     plan = make_plan(load_images(names), settings.registry, base="mirror")
     options = BuildOptions(ca_bundle=settings.default_ca_bundle, use_cache=use_cache)
     results = build_plan(plan, settings, options, lambda line: None)
-    return {r.target.image: {"result": r, "seconds": r.seconds} for r in results}
+    return {r.target.name: {"result": r, "seconds": r.seconds} for r in results}
 
 
 def start_to_ready(image: str, platform: str) -> float:

@@ -29,8 +29,8 @@ from buildtools.images.sizes import (
 from buildtools.settings import DATA_ROOT, Settings
 
 OutputMode = Literal["push", "push-by-digest", "load", "oci"]
-# zstd level of the layers BuildKit writes (its encoder maps levels to 4 speeds: 1, 2-3, 4-8,
-# 9+), chosen by measurement of pull size against export time on 2 cores: docs/PERFORMANCE.md.
+# zstd level of the layers BuildKit writes (its encoder has 4 speeds, for levels 1-2, 3-5, 6-9
+# and 10+), chosen by measuring pull size against export time on 2 cores: docs/PERFORMANCE.md.
 ZSTD_LEVEL = 9
 # Proxy settings reach RUN steps as BuildKit's predefined build arguments, which stay out
 # of the image history and config.

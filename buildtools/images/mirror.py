@@ -80,7 +80,11 @@ def bootstrap_rootfs(suite: str, arch: str, archive: str, tarball: Path) -> None
     command += [f"--dpkgopt={option}" for option in SLIM_DPKG_OPTIONS]
     command += [f"--aptopt={option}" for option in APT_OPTIONS]
     partial = tarball.with_suffix(".partial.tar")
-    command += [f"--customize-hook={CLEANUP_HOOK}", suite, str(partial), archive]
+    # The mirror is a snapshot of the archive (air-gapped archives are, too): a testing suite's
+    # Release file expires within a week, so its Valid-Until is not enforced, here and in the
+    # image's own sources (later `apt-get update`s); signatures are still verified.
+    source = f"deb [check-valid-until=no] {archive} {suite} main"
+    command += [f"--customize-hook={CLEANUP_HOOK}", suite, str(partial), source]
     try:
         subprocess.run(command, check=True, capture_output=True, text=True)
     except FileNotFoundError:
