@@ -1,66 +1,82 @@
-"""Layer compression: what a node pulls and what the export costs, for gzip and zstd levels,
-side by side in one run. Each variant is the same image (every step a cache hit) exported to an
-OCI layout with its layers compressed again (force-compression), so the time is the export's.
+"""Layer compression: what a node pulls and what compressing costs, for gzip and zstd levels,
+side by side in one run, on the layers of an image in the local registry.
+
+BuildKit cannot be asked for this directly: it keeps the first zstd blob it made of a layer
+and reuses it for any later level. So each layer is read from the registry, decompressed, and
+compressed again here at every level (libzstd through the zstandard package, with as many
+threads as --threads; gzip through zlib at its default level 6, which BuildKit also uses).
 Prints a table and JSON.
 
-usage: python -m bench.compression [IMAGE] [--python 3.13] [--platform linux/amd64] [--zstd-levels 3 9 19]
+usage: python -m bench.compression [REF] [--platform linux/amd64] [--zstd-levels 3 9 19] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-from pathlib import Path
+import time
+import zlib
+from collections.abc import Callable
 
-from buildtools.images.build import BuildOptions, build_target
+import zstandard
+
 from buildtools.images.config import load_image
-from buildtools.images.mirror import ensure_mirrors
-from buildtools.images.plan import Compression, make_plan
+from buildtools.images.registry import Registry
+from buildtools.images.sizes import RegistrySource, platform_name
 from buildtools.settings import Settings
 
+GZIP_LEVEL = 6
 
-def export(
-    image: str, python: str, platform: str, compression: Compression, level: int, settings: Settings, oci: Path
-) -> dict[str, object]:
-    plan = make_plan([load_image(image)], settings.registry, "mirror", [platform], pythons=[python])
-    (target,) = plan.targets
-    ensure_mirrors(plan.targets, settings, lambda _: None)
-    options = BuildOptions(output="oci", oci_dir=oci, ca_bundle=settings.default_ca_bundle, zstd_level=level)
-    result = build_target(target, compression, settings, options, lambda _: None)
-    size = result.sizes[platform]
+
+def layers(ref: str, platform: str) -> list[bytes]:
+    """The layers of one platform of REF, uncompressed."""
+    source = RegistrySource.for_ref(ref)
+    _, top = source.top()
+    manifest = top
+    if "manifests" in top:
+        (entry,) = [m for m in top["manifests"] if platform_name(m) == platform]
+        manifest = source.json(entry["digest"])
+    raw = []
+    for layer in manifest["layers"]:
+        blob = b"".join(source.chunks(layer["digest"]))
+        if "zstd" in layer["mediaType"]:
+            raw.append(zstandard.ZstdDecompressor().decompressobj().decompress(blob))
+        else:
+            raw.append(zlib.decompress(blob, wbits=zlib.MAX_WBITS | 32))
+    return raw
+
+
+def measure(name: str, compress: Callable[[bytes], bytes], data: list[bytes]) -> dict[str, object]:
+    started = time.perf_counter()
+    size = sum(len(compress(layer)) for layer in data)
     return {
-        "compression": compression if compression == "gzip" else f"zstd-{level}",
-        "compressed_mb": round(size.compressed / 1e6, 1),
-        "uncompressed_mb": round(size.uncompressed / 1e6, 1),
-        "export_s": round(result.seconds, 1),
-        "cached_steps": f"{result.cached_steps}/{result.work_steps}",
+        "compression": name,
+        "pulled_mb": round(size / 1e6, 1),
+        "compress_s": round(time.perf_counter() - started, 1),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.compression", description=__doc__.splitlines()[0])
-    parser.add_argument("image", nargs="?", default="debian")
-    parser.add_argument("--python", default=None, help="Python minor (default: the image's default)")
+    parser.add_argument("ref", nargs="?", default=None, help="image in the local registry (default: debian, 3.13)")
     parser.add_argument("--platform", default="linux/amd64")
     parser.add_argument("--zstd-levels", type=int, nargs="+", default=[3, 9, 19])
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    settings = Settings.load()
-    python = args.python or load_image(args.image).default_python
-    variants: list[tuple[Compression, int]] = [("gzip", 0), *(("zstd", level) for level in args.zstd_levels)]
-    rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        # One warm-up export first, so that no variant pays for building the steps.
-        export(args.image, python, args.platform, "gzip", 0, settings, Path(scratch) / "warm-up")
-        for compression, level in variants:
-            oci = Path(scratch) / f"{compression}-{level}"
-            rows.append(export(args.image, python, args.platform, compression, level, settings, oci))
-    print(f"{args.image} py{python} {args.platform}")
-    columns = list(rows[0])
-    print(" | ".join(columns))
+    registry = Settings.load().registry
+    Registry(registry).ping()
+    debian = load_image("debian")
+    ref = args.ref or f"{registry}/{debian.repository}:{debian.resolved_tags(debian.default_python)[0]}"
+    data = layers(ref, args.platform)
+    rows = [measure(f"gzip-{GZIP_LEVEL}", lambda layer: zlib.compress(layer, GZIP_LEVEL), data)]
+    for level in args.zstd_levels:
+        compressor = zstandard.ZstdCompressor(level=level, threads=args.threads)
+        rows.append(measure(f"zstd-{level}", compressor.compress, data))
+    print(f"{ref} {args.platform}: {len(data)} layers, {sum(map(len, data)) / 1e6:.1f} MB uncompressed")
+    print(f"{'compression':<12} | {'pulled MB':>9} | {'compress s':>10}")
     for row in rows:
-        print(" | ".join(str(row[c]) for c in columns))
-    print(json.dumps({"image": args.image, "python": python, "platform": args.platform, "results": rows}))
+        print(f"{row['compression']:<12} | {row['pulled_mb']:>9} | {row['compress_s']:>10}")
+    print(json.dumps({"ref": ref, "platform": args.platform, "threads": args.threads, "results": rows}))
 
 
 if __name__ == "__main__":

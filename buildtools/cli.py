@@ -19,7 +19,7 @@ from rich.table import Table
 
 from buildtools.errors import BudgetExceeded, ConfigError, MinimalDaskError
 from buildtools.images import engine, report
-from buildtools.images.build import BuildOptions, build_plan
+from buildtools.images.build import ZSTD_LEVEL, BuildOptions, build_plan
 from buildtools.images.changed import select_images
 from buildtools.images.config import load_image, load_images
 from buildtools.images.mirror import ensure_mirrors, mirror_ref
@@ -177,6 +177,12 @@ def build(
         ),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Build every step again.")] = False,
+    zstd_level: Annotated[
+        int,
+        typer.Option(
+            min=1, max=22, help="zstd level of new layers (BuildKit reuses a layer's first zstd blob at any level)."
+        ),
+    ] = ZSTD_LEVEL,
     report_file: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the build log.")] = False,
 ) -> None:
@@ -196,6 +202,7 @@ def build(
         ca_bundle=ca_bundle or settings.default_ca_bundle,
         use_cache=not no_cache,
         cache_scope=cache_scope,
+        zstd_level=zstd_level,
     )
     from buildtools.images.build import log_file
 
