@@ -1,13 +1,17 @@
-"""What prepulling saves: worker pod start time on the REAL node (env/k8s-node.sh) with the image
-already in the node's containerd ("warm") versus a cold pull from the local registry ("cold": the
-image is removed from that containerd, with its content, before each run).
+"""What prepulling and layer compression save: worker pod start time on the REAL node
+(env/k8s-node.sh) with the image already in the node's containerd ("warm") versus a cold pull
+from the local registry ("cold": the image is removed from that containerd, with its content,
+before each run).
 
 Start time = pod creation until the worker container runs (Dask's entrypoint with WORKER=true),
-polled every 50 ms through the API. Images: the Debian image and a deliberately large one built
-here (FROM the Debian image plus a layer of random data, pushed to the local registry).
-Prints a table and JSON (median of --runs runs each).
+polled every 50 ms through the API. Images: the Debian image with zstd layers and the same image
+with gzip layers (its -gzip tag; both must be in the local registry), and a deliberately large
+one built here (FROM the Debian image plus a layer of random data). With --rate, the registry's
+replies (source port of the registry, on the loopback interface) are shaped to that rate with
+tc for the run, as a node pulling from a remote registry sees it; without, pulls run at loopback
+speed. Prints a table and JSON (median of --runs runs each).
 
-usage: python -m bench.prepull [--runs 3] [--large-mb 300] [--node minimaldask-e2e] [--down]
+usage: python -m bench.prepull [--runs 3] [--large-mb 300] [--rate 100mbit] [--node minimaldask-e2e] [--down]
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kubernetes import client
 
+from buildtools.images.plan import GZIP_TAG_SUFFIX
 from buildtools.images.registry import Registry, split_ref
 from buildtools.settings import Settings
 from tests.helpers.kwok_cluster import api_client
@@ -138,21 +145,48 @@ def start_time(core: client.CoreV1Api, image: str, timeout: float = 900) -> floa
             time.sleep(0.2)
 
 
+@contextmanager
+def shaped(registry: str, rate: str | None) -> Iterator[None]:
+    """Replies from the registry's port on the loopback interface limited to RATE (tc), for the
+    duration; every other loopback flow keeps its own band, unshaped."""
+    if not rate:
+        yield
+        return
+    port = registry.rsplit(":", 1)[1]
+    sh("tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio", "bands", "3", "priomap", *["0"] * 16)
+    try:
+        sh("tc", "qdisc", "add", "dev", "lo", "parent", "1:3", "handle", "30:", "tbf", "rate", rate,
+           "burst", "512kb", "latency", "100ms")  # fmt: skip
+        sh("tc", "filter", "add", "dev", "lo", "parent", "1:0", "protocol", "ip", "u32",
+           "match", "ip", "sport", port, "0xffff", "flowid", "1:3")  # fmt: skip
+        yield
+    finally:
+        sh("tc", "qdisc", "del", "dev", "lo", "root")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.prepull", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--large-mb", type=int, default=300)
+    parser.add_argument("--rate", default=None, help="shape the registry's replies to this tc rate, e.g. 100mbit")
     parser.add_argument("--node", default="minimaldask-e2e", help="node name for env/k8s-node.sh (reused if up)")
     parser.add_argument("--down", action="store_true", help="stop the node at the end")
     args = parser.parse_args()
 
     registry = Settings.load().registry
     debian = f"{registry}/{DEBIAN}"
-    images = {"debian": debian, f"large (+{args.large_mb} MB)": large_image(registry, debian, args.large_mb)}
+    images = {
+        "debian zstd": debian,
+        "debian gzip": f"{debian}{GZIP_TAG_SUFFIX}",
+        f"large (+{args.large_mb} MB)": large_image(registry, debian, args.large_mb),
+    }
+    for ref in images.values():
+        _, repository, tag = split_ref(ref)
+        Registry(registry).manifest(repository, tag)  # KeyError: build it first (see the docstring)
     node = Node.up(args.node)
     rows = []
     try:
-        with api_client(node.kubeconfig) as api:
+        with api_client(node.kubeconfig) as api, shaped(registry, args.rate):
             core = client.CoreV1Api(api)
             if not core.list_namespace(field_selector=f"metadata.name={NAMESPACE}").items:
                 core.create_namespace({"metadata": {"name": NAMESPACE}})
@@ -179,10 +213,17 @@ def main() -> None:
     finally:
         if args.down:
             node.down()
+    print(f"registry replies: {args.rate or 'loopback, unshaped'}")
     print(f"{'image':<20} | {'cold pull (s)':>13} | {'prepulled (s)':>13} | {'cold/prepulled':>14}")
     for row in rows:
         print(f"{row['image']:<20} | {row['cold_s']:>13} | {row['warm_s']:>13} | {row['ratio']:>14}")
-    summary = {"node": args.node, "node_up_s": round(node.start_seconds, 1), "runs": args.runs, "results": rows}
+    summary = {
+        "node": args.node,
+        "node_up_s": round(node.start_seconds, 1),
+        "runs": args.runs,
+        "rate": args.rate,
+        "results": rows,
+    }
     print(json.dumps(summary))
 
 
