@@ -6,6 +6,7 @@ command that provides it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,12 +57,16 @@ def build_images(names: list[str], settings: Settings, log: Path, **plan_args: o
         return build_plan(plan, settings, options, write)
 
 
-# What the suite builds of the Python x platform matrix, to stay within #8's time on a new
-# machine: the default Python on every platform, every other Python on amd64 (no QEMU).
-# `make images` and CI build the whole matrix.
+# What the suite builds and tests of the Python x platform matrix, to stay within #8's time on
+# a new machine: the default Python on every platform, every other Python on amd64 (no QEMU).
+# MINIMALDASK_TEST_MATRIX=full tests all of it (what `make images` and CI build).
 DEBIAN = load_image("debian")
-TESTED_VARIANTS = [(DEBIAN.default_python, platform) for platform in DEBIAN.platforms] + [
-    (python, "linux/amd64") for python in DEBIAN.pythons if python != DEBIAN.default_python
+FULL_MATRIX = os.environ.get("MINIMALDASK_TEST_MATRIX") == "full"
+TESTED_VARIANTS = [
+    (python, platform)
+    for python in DEBIAN.pythons
+    for platform in DEBIAN.variant_platforms(python)
+    if FULL_MATRIX or python == DEBIAN.default_python or platform == "linux/amd64"
 ]
 
 
@@ -79,9 +84,13 @@ def debian_image(debian_build: TargetResult) -> str:
 
 @pytest.fixture(scope="session")
 def debian_images(debian_image: str, registry: Registry, settings: Settings, build_log: Path) -> dict[str, str]:
-    """Python minor -> the Debian image built for it (the other Pythons for amd64 only)."""
-    others = [python for python in DEBIAN.pythons if python != DEBIAN.default_python]
-    results = build_images(["debian"], settings, build_log, pythons=others, platforms=["linux/amd64"])
+    """Python minor -> the Debian image built for it, for the platforms TESTED_VARIANTS tests."""
+    results = [
+        build_images(["debian"], settings, build_log, pythons=[python], platforms=platforms)[0]
+        for python in DEBIAN.pythons
+        if python != DEBIAN.default_python
+        and (platforms := [platform for tested, platform in TESTED_VARIANTS if tested == python])
+    ]
     return {DEBIAN.default_python: debian_image} | {r.target.python: r.target.refs[0] for r in results}
 
 
