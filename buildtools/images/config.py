@@ -46,12 +46,14 @@ class PythonVariant(Strict):
     """One Python minor an image is built for: the base image that ships that Python.
 
     `mirror` names the Debian suite of the offline copy of that base (`buildtools mirror`);
-    `platforms` narrows the image's platforms for this Python when its base lacks some.
+    `platforms` narrows the image's platforms for this Python when its base lacks some;
+    `budgets` replace the image's for some platforms (an older release with a larger base).
     """
 
     base: str
     mirror: str | None = None
     platforms: tuple[str, ...] | None = None
+    budgets: dict[str, Budget] = {}
 
 
 class ImageConfig(Strict):
@@ -95,9 +97,10 @@ class ImageConfig(Strict):
         for python, variant in self.pythons.items():
             if not PYTHON_MINOR.fullmatch(python):
                 raise ValueError(f'[pythons."{python}"]: a Python minor looks like 3.13')
-            unknown = set(variant.platforms or ()) - set(self.platforms)
-            if unknown:
-                raise ValueError(f'[pythons."{python}"].platforms: {", ".join(sorted(unknown))} not in platforms')
+            for field, named in (("platforms", variant.platforms or ()), ("budgets", variant.budgets)):
+                unknown = set(named) - set(self.platforms)
+                if unknown:
+                    raise ValueError(f'[pythons."{python}"].{field}: {", ".join(sorted(unknown))} not in platforms')
         for tag in (*self.tags, *self.default_tags):
             try:
                 tag.format(**self.variant_versions(self.default_python))
@@ -113,6 +116,9 @@ class ImageConfig(Strict):
 
     def variant_platforms(self, python: str) -> tuple[str, ...]:
         return self.pythons[python].platforms or self.platforms
+
+    def variant_budget(self, python: str, platform: str) -> Budget:
+        return self.pythons[python].budgets.get(platform) or self.budgets[platform]
 
     def variant_versions(self, python: str) -> dict[str, str]:
         return {**self.versions, "python": python}

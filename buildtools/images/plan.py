@@ -141,7 +141,7 @@ def make_target(
         build_args={"BASE_IMAGE": base, **config.build_args(python)},
         mirror_suite=mirror_suite,
         cache_ref=f"{repository}:{CACHE_TAG}-py{python}",
-        budgets={p: config.budgets[p].model_dump() for p in platforms},
+        budgets={p: config.variant_budget(python, p).model_dump() for p in platforms},
     )
 
 

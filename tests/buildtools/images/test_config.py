@@ -20,6 +20,9 @@ mirror = "trixie"
 [pythons."3.11"]
 base = "debian:bookworm-slim"
 platforms = ["linux/amd64"]
+[pythons."3.11".budgets."linux/amd64"]
+compressed_mb = 12
+uncompressed_mb = 30
 [versions]
 dask = "1.0"
 [budgets."linux/amd64"]
@@ -52,6 +55,8 @@ def test_valid_definition_resolves_tags_and_build_args_per_python(tmp_path: Path
     assert config.build_args("3.11") == {"DASK_VERSION": "1.0", "PYTHON_VERSION": "3.11"}
     assert config.variant_platforms("3.11") == ("linux/amd64",)
     assert config.variant_platforms("3.13") == ("linux/amd64", "linux/arm64")
+    assert config.variant_budget("3.11", "linux/amd64").compressed_mb == 12  # its own
+    assert config.variant_budget("3.13", "linux/amd64").compressed_mb == 10  # the image's
 
 
 @pytest.mark.parametrize(
@@ -64,8 +69,12 @@ def test_valid_definition_resolves_tags_and_build_args_per_python(tmp_path: Path
         ),
         (('tags = ["{dask}-py{python}"]', 'tags = ["{rapids}"]'), "not in [versions]"),
         (('default_python = "3.13"', 'default_python = "3.12"'), 'default_python 3.12 has no [pythons."3.12"]'),
-        (('[pythons."3.11"]', '[pythons."py3.11"]'), "a Python minor looks like 3.13"),
-        (('platforms = ["linux/amd64"]\n[versions]', 'platforms = ["linux/arm/v7"]\n[versions]'), "not in platforms"),
+        (('"3.11"', '"py3.11"'), "a Python minor looks like 3.13"),
+        (('platforms = ["linux/amd64"]\n[pythons', 'platforms = ["linux/arm/v7"]\n[pythons'), "not in platforms"),
+        (
+            ('[pythons."3.11".budgets."linux/amd64"]', '[pythons."3.11".budgets."linux/arm/v7"]'),
+            ".budgets: linux/arm/v7",
+        ),
         (('dask = "1.0"', 'dask = "1.0"\npython = "3.13"'), "the Pythons are the keys of [pythons]"),
         (('description = "fixture"', 'description = "fixture"\nsurprise = 1'), "Extra inputs"),
         (
