@@ -16,12 +16,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from buildtools.cluster import contract, labels
-from buildtools.cluster.kube import Kube, PortForward, in_cluster
+from buildtools.cluster import contract, labels, preflight
+from buildtools.cluster.kube import Kube, PortForward
 from buildtools.cluster.kubetypes import Count, DnsLabel, validate
 from buildtools.cluster.render import render_cluster, render_prepuller
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
-from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
+from buildtools.cluster.waits import (
+    Deadline,
+    pod_failure,
+    pod_is_ready,
+    replica_failure,
+    rollout_state,
+    unschedulable,
+    wait_until,
+    warnings_about,
+)
 from buildtools.errors import (
     ConfigError,
     DeployError,
@@ -76,6 +85,8 @@ def wait_rollout(
         obj = kube.get(api_version, kind, name, namespace)
         if obj is None:
             return False, "not found"
+        if failure := replica_failure(obj):
+            raise failure
         _check_pods(kube, namespace, selector)
         return rollout_state(obj)
 
@@ -85,7 +96,10 @@ def wait_rollout(
                 return problem
         return None
 
-    return wait_until(check, f"{kind} {namespace}/{name}", timeout, progress, on_timeout=on_timeout)
+    def explain() -> str:
+        return warnings_about(kube.warning_events(namespace), name)
+
+    return wait_until(check, f"{kind} {namespace}/{name}", timeout, progress, on_timeout=on_timeout, explain=explain)
 
 
 @dataclass
@@ -129,7 +143,7 @@ class DaskCluster:
     def _reach(self, port_name: str, port: int, scheme: str) -> str:
         """An address of the scheduler's port that works from where this process runs."""
         host = f"{labels.scheduler_service_name(self.name)}.{self.namespace}.svc"
-        if in_cluster():
+        if self.kube.in_cluster:
             return f"{scheme}://{host}:{port}"
         service = self._service()
         service_port = next(p for p in service["spec"]["ports"] if p["name"] == port_name)
@@ -239,9 +253,10 @@ def start_dask_cluster(
     The cluster is `spec`, or ClusterSpec(name=name, **fields), or `spec` with `name` and
     `fields` overriding its own: `start_dask_cluster(**yaml.safe_load(spec_file))` is the
     cluster the file describes. Re-running with the same name applies only what changed
-    (server-side apply). `timeout` bounds the rollout (the scheduler's and the workers' in
-    one deadline), and the prepull before it.
+    (server-side apply). `timeout` bounds the whole start, in one deadline: the checks before
+    anything is created (permissions, a server-side dry run), the prepull and the rollout.
     """
+    deadline = Deadline.after(timeout)
     spec = cluster_spec(spec, **({"name": name} if name is not None else {}), **fields)
     if spec.service_type != "ClusterIP" and not spec.use_tls:
         warnings.warn(
@@ -252,19 +267,16 @@ def start_dask_cluster(
     progress = on_progress or _quiet
     kube = Kube.connect(kubeconfig, context)
     _check_namespace(kube, spec.namespace)
+    preflight.preflight(kube, spec, prepull, deadline)
     scheduler = labels.component_name(spec.name, "scheduler")
     existed = kube.get("apps/v1", "Deployment", scheduler, spec.namespace) is not None
     cluster = DaskCluster(spec, kube, progress)
-    deadline = Deadline.after(timeout)  # one bound for the prepull and the rollout together
     try:
         if prepull:
             prepull_images(
                 [spec.image],
                 spec.namespace,
-                name=spec.name,
-                tolerations=spec.tolerations,
-                node_selector=spec.node_selector,
-                image_pull_secrets=spec.image_pull_secrets,
+                **preflight.prepull_arguments(spec),
                 timeout=deadline,
                 kube=kube,
                 on_progress=progress,

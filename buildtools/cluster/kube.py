@@ -25,21 +25,26 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from kubernetes.stream import portforward
 
-from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError
+from buildtools.errors import AdmissionError, ConfigError, DeployError, ForbiddenError, MinimalDaskError
 
 FIELD_MANAGER = "minimaldask"
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
 Obj = dict[str, Any]
 
 
 def in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    )
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(SERVICE_ACCOUNT_TOKEN)
+
+
+def uses_in_cluster_config(kubeconfig: str | None = None, context: str | None = None) -> bool:
+    """The pod's own ServiceAccount, unless a kubeconfig or context is given (an argument, or
+    $KUBECONFIG): a notebook in one cluster may deploy to another."""
+    return kubeconfig is None and context is None and not os.environ.get("KUBECONFIG") and in_cluster()
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     try:
-        if kubeconfig is None and context is None and in_cluster():
+        if uses_in_cluster_config(kubeconfig, context):
             config.load_incluster_config()
             return client.ApiClient()
         return config.new_client_from_config(config_file=kubeconfig, context=context)
@@ -61,6 +66,11 @@ def _message(error: ApiException | DynamicApiError) -> str:
         return str(body or error)
 
 
+def _is_rbac_refusal(message: str) -> bool:
+    """RBAC's 403 says who `cannot <verb> resource ...`; admission's (quota, PodSecurity) does not."""
+    return " cannot " in message and " resource " in message
+
+
 @contextmanager
 def api_call(what: str) -> Iterator[None]:
     try:
@@ -68,6 +78,8 @@ def api_call(what: str) -> Iterator[None]:
     except (ApiException, DynamicApiError) as e:
         status = getattr(e, "status", None)
         message = _message(e)
+        if status == 403 and not _is_rbac_refusal(message):
+            raise AdmissionError(f"cannot {what}: {message}") from e
         if status == 403:
             raise ForbiddenError(
                 f"forbidden: cannot {what}: {message} (the deploy needs the Role in docs/RBAC.md)"
@@ -86,11 +98,13 @@ class Kube:
     """A connection to one cluster."""
 
     api: client.ApiClient
+    in_cluster: bool = False
+    """Connected with the pod's own ServiceAccount: the cluster's .svc names resolve from here."""
     _dynamic: DynamicClient | None = field(default=None, init=False)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
-        return cls(load_api_client(kubeconfig, context))
+        return cls(load_api_client(kubeconfig, context), uses_in_cluster_config(kubeconfig, context))
 
     @property
     def dynamic(self) -> DynamicClient:
@@ -103,16 +117,18 @@ class Kube:
         with api_call(f"find the {kind} API"):
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
-    def apply(self, obj: Obj) -> Obj:
-        """Server-side apply: only the fields we own change; the object is never recreated."""
+    def apply(self, obj: Obj, dry_run: bool = False) -> Obj:
+        """Server-side apply: only the fields we own change; the object is never recreated.
+        With dry_run, the server validates and admits it (dryRun=All) and stores nothing."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        with api_call(f"apply {kind_label(obj)}"):
+        with api_call(f"{'dry-run ' if dry_run else ''}apply {kind_label(obj)}"):
             result = resource.server_side_apply(
                 body=obj,
                 name=obj["metadata"]["name"],
                 namespace=obj["metadata"].get("namespace"),
                 field_manager=FIELD_MANAGER,
                 force_conflicts=True,
+                **({"dry_run": "All"} if dry_run else {}),
             )
         return result.to_dict()
 
@@ -150,6 +166,30 @@ class Kube:
                     pod, namespace, container=container, tail_lines=tail, previous=False
                 )
             )
+
+    def dry_run_create(self, obj: Obj) -> None:
+        """A create with dryRun=All: validated and admitted (quota, PodSecurity, webhooks), never stored."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        with api_call(f"dry-run create {kind_label(obj)}"):
+            resource.create(body=obj, namespace=obj["metadata"].get("namespace"), dry_run="All")
+
+    def can_i(self, verb: str, group: str, resource: str, namespace: str) -> bool:
+        """A SelfSubjectAccessReview: may this identity do verb on resource ("pods/log") here?"""
+        resource, _, subresource = resource.partition("/")
+        attributes = {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
+        if subresource:
+            attributes["subresource"] = subresource
+        body = {"spec": {"resourceAttributes": attributes}}
+        with api_call(f"review the access to {verb} {resource}"):
+            review = client.AuthorizationV1Api(self.api).create_self_subject_access_review(body)
+        return bool(review.status.allowed)
+
+    def warning_events(self, namespace: str) -> list[Obj]:
+        """The namespace's Warning events, oldest first."""
+        with api_call(f"list the events in {namespace}"):
+            events = client.CoreV1Api(self.api).list_namespaced_event(namespace, field_selector="type=Warning")
+        found = [self.api.sanitize_for_serialization(event) for event in events.items]
+        return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
     def port_forward(self, namespace: str, pick_pod: Callable[[], str], port: int) -> PortForward:
         forward = PortForward(self, namespace, pick_pod, port)
