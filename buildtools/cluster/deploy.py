@@ -11,6 +11,7 @@ and the handle's close is a delete.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ CLUSTER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Se
 WATCHED_KINDS = (*CLUSTER_KINDS, ("v1", "Pod"))
 DEFAULT_TIMEOUT = 300.0
 CLEANUP_TIMEOUT = 60.0
+# A rollout's or a deletion's state is one small object (or a list of one) polled this often;
+# the pods of a rollout (hundreds) are listed for failures less often.
+POLL_INTERVAL = 0.2
+POD_CHECK_INTERVAL = 2.0
 
 
 def _quiet(_: str) -> None:
@@ -80,15 +85,20 @@ def wait_rollout(
     progress: Progress,
 ) -> str:
     """Wait until a Deployment or DaemonSet is rolled out, failing fast on broken pods."""
+    pods_checked = -POD_CHECK_INTERVAL
 
     def check() -> tuple[bool, str]:
+        nonlocal pods_checked
         obj = kube.get(api_version, kind, name, namespace)
         if obj is None:
             return False, "not found"
         if failure := replica_failure(obj):
             raise failure
-        _check_pods(kube, namespace, selector)
-        return rollout_state(obj)
+        done, state = rollout_state(obj)
+        if not done and time.monotonic() - pods_checked >= POD_CHECK_INTERVAL:
+            pods_checked = time.monotonic()
+            _check_pods(kube, namespace, selector)
+        return done, state
 
     def on_timeout(state: str) -> Exception | None:
         for pod in kube.list("v1", "Pod", namespace, selector):
@@ -99,7 +109,8 @@ def wait_rollout(
     def explain() -> str:
         return warnings_about(kube.warning_events(namespace), name)
 
-    return wait_until(check, f"{kind} {namespace}/{name}", timeout, progress, on_timeout=on_timeout, explain=explain)
+    what = f"{kind} {namespace}/{name}"
+    return wait_until(check, what, timeout, progress, POLL_INTERVAL, on_timeout=on_timeout, explain=explain)
 
 
 @dataclass
@@ -320,10 +331,10 @@ def delete_dask_cluster(
     if wait:
 
         def gone() -> tuple[bool, str]:
-            left = sum(len(kube.list(v, k, namespace, selector)) for v, k in WATCHED_KINDS)
-            return left == 0, f"{left} objects left"
+            left = [kind for version, kind in WATCHED_KINDS if kube.any(version, kind, namespace, selector)]
+            return not left, f"{', '.join(left) or 'nothing'} left"
 
-        wait_until(gone, f"deletion of cluster {namespace}/{name}", timeout, on_progress or _quiet)
+        wait_until(gone, f"deletion of cluster {namespace}/{name}", timeout, on_progress or _quiet, POLL_INTERVAL)
     return deleted
 
 

@@ -191,6 +191,12 @@ class Kube:
         found = [self.api.sanitize_for_serialization(event) for event in events.items]
         return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
+    def any(self, api_version: str, kind: str, namespace: str, selector: str) -> bool:
+        """Whether any object matches: a list of at most one, cheap however many there are."""
+        resource = self.resource(api_version, kind)
+        with api_call(f"list {kind} in {namespace}"):
+            return bool(resource.get(namespace=namespace, label_selector=selector, limit=1).items)
+
     def port_forward(self, namespace: str, pick_pod: Callable[[], str], port: int) -> PortForward:
         forward = PortForward(self, namespace, pick_pod, port)
         forward.start()
