@@ -278,7 +278,7 @@ def start_dask_cluster(
     progress = on_progress or _quiet
     kube = Kube.connect(kubeconfig, context)
     _check_namespace(kube, spec.namespace)
-    preflight.preflight(kube, spec, prepull, deadline)
+    preflight.preflight(kube, spec, prepull)
     scheduler = labels.component_name(spec.name, "scheduler")
     existed = kube.get("apps/v1", "Deployment", scheduler, spec.namespace) is not None
     cluster = DaskCluster(spec, kube, progress)
