@@ -296,34 +296,6 @@ def test_image_platforms_decide_the_architectures() -> None:
     assert affinity(image_platforms=[]) is None  # turned off
 
 
-def test_an_existing_term_gets_the_architecture_once_and_every_term_gets_it() -> None:
-    terms = [
-        {"matchExpressions": [{"key": "a", "operator": "Exists"}]},
-        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]},
-    ]
-    given = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": terms}}, "podAntiAffinity": {}}
-    once = placement.with_arch(given, ["linux/amd64"])
-    assert placement.with_arch(once, ["linux/amd64"]) == once
-    amd64 = {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
-    assert [t["matchExpressions"][-1] for t in once["nodeAffinity"][REQUIRED]["nodeSelectorTerms"]] == [amd64, amd64]
-    assert once["nodeAffinity"][REQUIRED]["nodeSelectorTerms"][1]["matchFields"] == terms[1]["matchFields"]
-    assert given["nodeAffinity"][REQUIRED]["nodeSelectorTerms"] == terms  # not changed in place
-
-
-@pytest.mark.parametrize(
-    ("image", "repository"),
-    [
-        ("127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13", "minimaldask/debian"),
-        ("ghcr.io/minimaldask/minimaldask/debian:2026.8.0", "minimaldask/minimaldask/debian"),
-        ("localhost/a/b@sha256:00", "a/b"),
-        ("debian", "debian"),
-        ("someone/image:tag", "someone/image"),
-    ],
-)
-def test_image_repository(image: str, repository: str) -> None:
-    assert placement.image_repository(image) == repository
-
-
 @pytest.mark.parametrize("spec", CLUSTERS.values(), ids=CLUSTERS.keys())
 def test_workers_use_the_service_dns_name(spec: ClusterSpec) -> None:
     worker = by_kind(render.render_cluster(spec), "Deployment", "demo-worker")
