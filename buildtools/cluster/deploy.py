@@ -107,7 +107,10 @@ def wait_rollout(
         return None
 
     def explain() -> str:
-        return warnings_about(kube.warning_events(namespace), name)
+        try:
+            return warnings_about(kube.warning_events(namespace), name)
+        except DeployError:  # e.g. no permission to list events: the timeout says the rest
+            return ""
 
     what = f"{kind} {namespace}/{name}"
     return wait_until(check, what, timeout, progress, POLL_INTERVAL, on_timeout=on_timeout, explain=explain)
