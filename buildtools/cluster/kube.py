@@ -48,7 +48,8 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         if uses_in_cluster_config(kubeconfig, context):
             config.load_incluster_config()
             return client.ApiClient()
-        return config.new_client_from_config(config_file=kubeconfig, context=context)
+        # $KUBECONFIG as it is now (the client reads it once, at its import).
+        return config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"), context=context)
     except ConfigException as e:
         raise ConfigError(f"cannot load the Kubernetes configuration: {e}") from e
     except FileNotFoundError as e:
