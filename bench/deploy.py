@@ -7,13 +7,17 @@ Pods are simulated by kwok (no containers run): this measures the API, the contr
 scheduler and the clients' own work and waits, not image pulls. kubectl is the one
 env/k8s-build.sh builds (the control plane's version). Prints a table and JSON.
 
-usage: python -m bench.deploy [--workers 100 500] [--nodes 10]
+Each figure is the median of --runs runs; ours and kubectl take turns going first.
+
+usage: python -m bench.deploy [--workers 100 500] [--nodes 10] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import statistics
 import subprocess
 import tempfile
 import time
@@ -89,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
     kubectl = kubectl_path()
@@ -102,8 +107,15 @@ def main() -> None:
         ours(kubeconfig, 1)
         floor(kubeconfig, 1, kubectl)
         for workers in args.workers:
-            ready, deleted = ours(kubeconfig, workers)
-            floor_ready, floor_deleted = floor(kubeconfig, workers, kubectl)
+            runs: dict[str, list[tuple[float, float]]] = {"ours": [], "kubectl": []}
+            for run in range(args.runs):
+                turns = [("ours", ours), ("kubectl", functools.partial(floor, kubectl=kubectl))]
+                for who, measure in turns if run % 2 == 0 else reversed(turns):
+                    runs[who].append(measure(kubeconfig, workers))
+            (ready, deleted), (floor_ready, floor_deleted) = (
+                [round(statistics.median(run[i] for run in runs[who]), 2) for i in (0, 1)]
+                for who in ("ours", "kubectl")
+            )
             rows.append(
                 {
                     "workers": workers,
@@ -113,6 +125,7 @@ def main() -> None:
                     "delete_s": deleted,
                     "kubectl_delete_s": floor_deleted,
                     "delete_ratio": round(deleted / floor_deleted, 2),
+                    "runs": runs,
                 }
             )
     finally:
@@ -123,7 +136,7 @@ def main() -> None:
             f"{row['workers']} | {row['ready_s']} / {row['kubectl_ready_s']} | {row['ready_ratio']}"
             f" | {row['delete_s']} / {row['kubectl_delete_s']} | {row['delete_ratio']}"
         )
-    print(json.dumps({"nodes": args.nodes, "results": rows}))
+    print(json.dumps({"nodes": args.nodes, "runs": args.runs, "results": rows}))
 
 
 if __name__ == "__main__":
