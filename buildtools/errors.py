@@ -61,3 +61,9 @@ class UnschedulableError(PodFailure):
 
 class WaitTimeout(DeployError):
     """A wait reached its deadline; the message says what it waited for and the last state."""
+
+
+class AdmissionError(DeployError):
+    """The API server admitted an object but not its pods, or rejected it outright: a
+    ResourceQuota, LimitRange, PodSecurity or webhook refusal (at the dry-run, or as a
+    Deployment's ReplicaFailure); the message names the object and the server's reason."""

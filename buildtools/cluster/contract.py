@@ -46,9 +46,14 @@ PACKAGE_MANAGERS = {"apt": "EXTRA_APT_PACKAGES", "apk": "EXTRA_APK_PACKAGES"}
 # Such pods still drop ALL and add back only these: Pod Security "baseline", not "restricted".
 ROOT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID")
 
+# A worker whose limits ask for NVIDIA GPUs gets GPU_WORKER=true: the entrypoint then starts
+# `dask cuda worker` (one worker process per GPU) where the image has dask-cuda.
+GPU_RESOURCE = "nvidia.com/gpu"
+
 # Set by the manifests from the spec's fields: `env` must not set them.
 MANAGED_ENV = (
     "WORKER",
+    "GPU_WORKER",
     "PORT",
     "DASHBOARD_PORT",
     "DASK_SCHEDULER_ADDRESS",
@@ -91,7 +96,8 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
     """The environment of a Dask container (the image's entrypoint contract), `spec.env` last.
 
     A worker's WORKER_NTHREADS (the CPU limit rounded up) and WORKER_MEMORY_LIMIT (bytes) come
-    from its limits when given; `spec.env` may override both.
+    from its limits when given, and so does GPU_WORKER (an nvidia.com/gpu limit); `spec.env`
+    may override the first two.
     """
     if component not in ("scheduler", "worker"):
         raise ConfigError(f"component must be scheduler or worker, got {component!r}")
@@ -106,6 +112,8 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
             "DASHBOARD_PORT": str(WORKER_DASHBOARD_PORT),
         }
         limits = spec.resources.worker.limits
+        if GPU_RESOURCE in limits:
+            env["GPU_WORKER"] = "true"
         if "cpu" in limits:
             env["WORKER_NTHREADS"] = str(max(1, math.ceil(parse_quantity(limits["cpu"]))))
         if "memory" in limits:

@@ -11,17 +11,27 @@ and the handle's close is a delete.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from buildtools.cluster import contract, labels
-from buildtools.cluster.kube import Kube, PortForward, in_cluster
+from buildtools.cluster import contract, labels, preflight
+from buildtools.cluster.kube import Kube, PortForward
 from buildtools.cluster.kubetypes import Count, DnsLabel, validate
 from buildtools.cluster.render import render_cluster, render_prepuller
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
-from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
+from buildtools.cluster.waits import (
+    Deadline,
+    pod_failure,
+    pod_is_ready,
+    replica_failure,
+    rollout_state,
+    unschedulable,
+    wait_until,
+    warnings_about,
+)
 from buildtools.errors import (
     ConfigError,
     DeployError,
@@ -38,6 +48,10 @@ CLUSTER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Se
 WATCHED_KINDS = (*CLUSTER_KINDS, ("v1", "Pod"))
 DEFAULT_TIMEOUT = 300.0
 CLEANUP_TIMEOUT = 60.0
+# A rollout's or a deletion's state is one small object (or a list of one) polled this often;
+# the pods of a rollout (hundreds) are listed for failures less often.
+POLL_INTERVAL = 0.2
+POD_CHECK_INTERVAL = 2.0
 
 
 def _quiet(_: str) -> None:
@@ -71,13 +85,20 @@ def wait_rollout(
     progress: Progress,
 ) -> str:
     """Wait until a Deployment or DaemonSet is rolled out, failing fast on broken pods."""
+    pods_checked = -POD_CHECK_INTERVAL
 
     def check() -> tuple[bool, str]:
+        nonlocal pods_checked
         obj = kube.get(api_version, kind, name, namespace)
         if obj is None:
             return False, "not found"
-        _check_pods(kube, namespace, selector)
-        return rollout_state(obj)
+        if failure := replica_failure(obj):
+            raise failure
+        done, state = rollout_state(obj)
+        if not done and time.monotonic() - pods_checked >= POD_CHECK_INTERVAL:
+            pods_checked = time.monotonic()
+            _check_pods(kube, namespace, selector)
+        return done, state
 
     def on_timeout(state: str) -> Exception | None:
         for pod in kube.list("v1", "Pod", namespace, selector):
@@ -85,7 +106,14 @@ def wait_rollout(
                 return problem
         return None
 
-    return wait_until(check, f"{kind} {namespace}/{name}", timeout, progress, on_timeout=on_timeout)
+    def explain() -> str:
+        try:
+            return warnings_about(kube.warning_events(namespace), name)
+        except DeployError:  # e.g. no permission to list events: the timeout says the rest
+            return ""
+
+    what = f"{kind} {namespace}/{name}"
+    return wait_until(check, what, timeout, progress, POLL_INTERVAL, on_timeout=on_timeout, explain=explain)
 
 
 @dataclass
@@ -129,7 +157,7 @@ class DaskCluster:
     def _reach(self, port_name: str, port: int, scheme: str) -> str:
         """An address of the scheduler's port that works from where this process runs."""
         host = f"{labels.scheduler_service_name(self.name)}.{self.namespace}.svc"
-        if in_cluster():
+        if self.kube.in_cluster:
             return f"{scheme}://{host}:{port}"
         service = self._service()
         service_port = next(p for p in service["spec"]["ports"] if p["name"] == port_name)
@@ -239,9 +267,10 @@ def start_dask_cluster(
     The cluster is `spec`, or ClusterSpec(name=name, **fields), or `spec` with `name` and
     `fields` overriding its own: `start_dask_cluster(**yaml.safe_load(spec_file))` is the
     cluster the file describes. Re-running with the same name applies only what changed
-    (server-side apply). `timeout` bounds the rollout (the scheduler's and the workers' in
-    one deadline), and the prepull before it.
+    (server-side apply). `timeout` bounds the whole start, in one deadline: the checks before
+    anything is created (permissions, a server-side dry run), the prepull and the rollout.
     """
+    deadline = Deadline.after(timeout)
     spec = cluster_spec(spec, **({"name": name} if name is not None else {}), **fields)
     if spec.service_type != "ClusterIP" and not spec.use_tls:
         warnings.warn(
@@ -252,19 +281,16 @@ def start_dask_cluster(
     progress = on_progress or _quiet
     kube = Kube.connect(kubeconfig, context)
     _check_namespace(kube, spec.namespace)
+    preflight.preflight(kube, spec, prepull)
     scheduler = labels.component_name(spec.name, "scheduler")
     existed = kube.get("apps/v1", "Deployment", scheduler, spec.namespace) is not None
     cluster = DaskCluster(spec, kube, progress)
-    deadline = Deadline.after(timeout)  # one bound for the prepull and the rollout together
     try:
         if prepull:
             prepull_images(
                 [spec.image],
                 spec.namespace,
-                name=spec.name,
-                tolerations=spec.tolerations,
-                node_selector=spec.node_selector,
-                image_pull_secrets=spec.image_pull_secrets,
+                **preflight.prepull_arguments(spec),
                 timeout=deadline,
                 kube=kube,
                 on_progress=progress,
@@ -308,10 +334,10 @@ def delete_dask_cluster(
     if wait:
 
         def gone() -> tuple[bool, str]:
-            left = sum(len(kube.list(v, k, namespace, selector)) for v, k in WATCHED_KINDS)
-            return left == 0, f"{left} objects left"
+            left = [kind for version, kind in WATCHED_KINDS if kube.any(version, kind, namespace, selector)]
+            return not left, f"{', '.join(left) or 'nothing'} left"
 
-        wait_until(gone, f"deletion of cluster {namespace}/{name}", timeout, on_progress or _quiet)
+        wait_until(gone, f"deletion of cluster {namespace}/{name}", timeout, on_progress or _quiet, POLL_INTERVAL)
     return deleted
 
 

@@ -8,6 +8,7 @@ it is the larger half of this module, and the reason it is over 250 lines.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -25,24 +26,30 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from kubernetes.stream import portforward
 
-from buildtools.errors import ConfigError, DeployError, ForbiddenError, MinimalDaskError
+from buildtools.errors import AdmissionError, ConfigError, DeployError, ForbiddenError, MinimalDaskError
 
 FIELD_MANAGER = "minimaldask"
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
 Obj = dict[str, Any]
 
 
 def in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    )
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(SERVICE_ACCOUNT_TOKEN)
+
+
+def uses_in_cluster_config(kubeconfig: str | None = None, context: str | None = None) -> bool:
+    """The pod's own ServiceAccount, unless a kubeconfig or context is given (an argument, or
+    $KUBECONFIG): a notebook in one cluster may deploy to another."""
+    return kubeconfig is None and context is None and not os.environ.get("KUBECONFIG") and in_cluster()
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     try:
-        if kubeconfig is None and context is None and in_cluster():
+        if uses_in_cluster_config(kubeconfig, context):
             config.load_incluster_config()
             return client.ApiClient()
-        return config.new_client_from_config(config_file=kubeconfig, context=context)
+        # $KUBECONFIG as it is now (the client reads it once, at its import).
+        return config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"), context=context)
     except ConfigException as e:
         raise ConfigError(f"cannot load the Kubernetes configuration: {e}") from e
     except FileNotFoundError as e:
@@ -53,12 +60,21 @@ def _message(error: ApiException | DynamicApiError) -> str:
     body = getattr(error, "body", None) or getattr(error, "summary", lambda: "")()
     if isinstance(body, bytes):
         body = body.decode(errors="replace")
-    import json
-
     try:
         return str(json.loads(body).get("message", body))
     except (TypeError, ValueError):
         return str(body or error)
+
+
+def _is_rbac_refusal(message: str) -> bool:
+    """RBAC's 403 says who `cannot <verb> resource ...`; admission's (quota, PodSecurity) does not."""
+    return " cannot " in message and " resource " in message
+
+
+def _json(response: Any) -> Obj:
+    """A response's JSON as plain dicts: the dynamic client's own objects cost ~10x more for a
+    list of hundreds of pods, polled during a rollout."""
+    return dict(json.loads(response.data))
 
 
 @contextmanager
@@ -68,6 +84,8 @@ def api_call(what: str) -> Iterator[None]:
     except (ApiException, DynamicApiError) as e:
         status = getattr(e, "status", None)
         message = _message(e)
+        if status == 403 and not _is_rbac_refusal(message):
+            raise AdmissionError(f"cannot {what}: {message}") from e
         if status == 403:
             raise ForbiddenError(
                 f"forbidden: cannot {what}: {message} (the deploy needs the Role in docs/RBAC.md)"
@@ -86,11 +104,13 @@ class Kube:
     """A connection to one cluster."""
 
     api: client.ApiClient
+    in_cluster: bool = False
+    """Connected with the pod's own ServiceAccount: the cluster's .svc names resolve from here."""
     _dynamic: DynamicClient | None = field(default=None, init=False)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
-        return cls(load_api_client(kubeconfig, context))
+        return cls(load_api_client(kubeconfig, context), uses_in_cluster_config(kubeconfig, context))
 
     @property
     def dynamic(self) -> DynamicClient:
@@ -103,16 +123,18 @@ class Kube:
         with api_call(f"find the {kind} API"):
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
-    def apply(self, obj: Obj) -> Obj:
-        """Server-side apply: only the fields we own change; the object is never recreated."""
+    def apply(self, obj: Obj, dry_run: bool = False) -> Obj:
+        """Server-side apply: only the fields we own change; the object is never recreated.
+        With dry_run, the server validates and admits it (dryRun=All) and stores nothing."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
-        with api_call(f"apply {kind_label(obj)}"):
+        with api_call(f"{'dry-run ' if dry_run else ''}apply {kind_label(obj)}"):
             result = resource.server_side_apply(
                 body=obj,
                 name=obj["metadata"]["name"],
                 namespace=obj["metadata"].get("namespace"),
                 field_manager=FIELD_MANAGER,
                 force_conflicts=True,
+                **({"dry_run": "All"} if dry_run else {}),
             )
         return result.to_dict()
 
@@ -120,13 +142,15 @@ class Kube:
         """The object, or None if there is none (the dynamic client raises NotFoundError on every 404)."""
         resource = self.resource(api_version, kind)
         with api_call(f"get {kind} {name}"), suppress(NotFoundError):
-            return resource.get(name=name, namespace=namespace).to_dict()
+            return _json(resource.get(name=name, namespace=namespace, serialize=False))
         return None
 
     def list(self, api_version: str, kind: str, namespace: str | None, selector: str) -> list[Obj]:
         resource = self.resource(api_version, kind)
         with api_call(f"list {kind} in {namespace or 'all namespaces'}"):
-            return [item.to_dict() for item in resource.get(namespace=namespace, label_selector=selector).items]
+            found = _json(resource.get(namespace=namespace, label_selector=selector, serialize=False))
+        # As the dynamic client gives them: each item with its kind (a list's items have none).
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in found.get("items") or []]
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
         resource = self.resource(api_version, kind)
@@ -150,6 +174,36 @@ class Kube:
                     pod, namespace, container=container, tail_lines=tail, previous=False
                 )
             )
+
+    def dry_run_create(self, obj: Obj) -> None:
+        """A create with dryRun=All: validated and admitted (quota, PodSecurity, webhooks), never stored."""
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        with api_call(f"dry-run create {kind_label(obj)}"):
+            resource.create(body=obj, namespace=obj["metadata"].get("namespace"), dry_run="All")
+
+    def can_i(self, verb: str, group: str, resource: str, namespace: str) -> bool:
+        """A SelfSubjectAccessReview: may this identity do verb on resource ("pods/log") here?"""
+        resource, _, subresource = resource.partition("/")
+        attributes = {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
+        if subresource:
+            attributes["subresource"] = subresource
+        body = {"spec": {"resourceAttributes": attributes}}
+        with api_call(f"review the access to {verb} {resource}"):
+            review = client.AuthorizationV1Api(self.api).create_self_subject_access_review(body)
+        return bool(review.status.allowed)
+
+    def warning_events(self, namespace: str) -> list[Obj]:
+        """The namespace's Warning events, oldest first."""
+        with api_call(f"list the events in {namespace}"):
+            events = client.CoreV1Api(self.api).list_namespaced_event(namespace, field_selector="type=Warning")
+        found = [self.api.sanitize_for_serialization(event) for event in events.items]
+        return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+    def any(self, api_version: str, kind: str, namespace: str, selector: str) -> bool:
+        """Whether any object matches: a list of at most one, cheap however many there are."""
+        resource = self.resource(api_version, kind)
+        with api_call(f"list {kind} in {namespace}"):
+            return bool(resource.get(namespace=namespace, label_selector=selector, limit=1).items)
 
     def port_forward(self, namespace: str, pick_pod: Callable[[], str], port: int) -> PortForward:
         forward = PortForward(self, namespace, pick_pod, port)

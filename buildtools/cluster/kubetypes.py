@@ -37,6 +37,9 @@ _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _LABEL_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 QUANTITY = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
 STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+# The platforms minimaldask builds for (buildtools.images.config.KNOWN_PLATFORMS), each with the
+# kubernetes.io/arch label of its nodes (Go's GOARCH: arm for 32-bit ARM).
+NODE_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "arm"}
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -130,6 +133,10 @@ DnsSubdomain = Annotated[
     on_error("must be a DNS-1123 subdomain (lowercase letters, digits, '-', '.'), got {value}"),
 ]
 Count = Annotated[int, Field(ge=0, strict=True), on_error("must be an integer >= 0, got {value}")]
+Platform = Annotated[
+    Literal[tuple(NODE_ARCH)],  # type: ignore[valid-type]
+    on_error(f"must be one of {', '.join(NODE_ARCH)}, got {{value}}"),
+]
 ImageRef = Annotated[
     str, Field(pattern=r"^\S+$"), on_error("must be a non-empty image reference without whitespace, got {value}")
 ]
@@ -205,6 +212,7 @@ PackageNames = Annotated[
     tuple[Annotated[Word, AfterValidator(_not_an_option)], ...], *listing("must be a list of strings, got {value}")
 ]
 Names = Annotated[tuple[DnsSubdomain, ...], *listing("must be a list of names, got {value}")]
+Platforms = Annotated[tuple[Platform, ...], *listing("must be a list of platforms, got {value}")]
 ImageRefs = Annotated[
     tuple[ImageRef, ...], Field(min_length=1), *listing("must be a non-empty list of image references, got {value}")
 ]

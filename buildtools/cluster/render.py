@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from buildtools.cluster import contract, labels
+from buildtools.cluster import contract, labels, placement
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.settings import DATA_ROOT
@@ -95,6 +95,7 @@ def _component(spec: ClusterSpec, component: str, ports: list[tuple[str, int]]) 
         "ports": [{"name": name, "port": port} for name, port in ports],
         "env": list(contract.dask_env(spec, component).items()),
         "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+        "placement": placement.pod_placement(spec, component),
     }
 
 
@@ -137,7 +138,19 @@ def prepuller_context(spec: PrepullSpec) -> dict[str, Any]:
         "labels": labels.component_labels(spec.name, "prepuller"),
         "selector": labels.selector_labels(spec.name, "prepuller"),
         "checksum": images_checksum(spec.images),
+        "placement": prepuller_placement(spec),
     }
+
+
+def prepuller_placement(spec: PrepullSpec) -> dict[str, Any]:
+    """The prepuller's nodeSelector, tolerations and affinity; the affinity keeps it to the
+    architectures every image has (a pull of a platform an image lacks would fail)."""
+    found = {
+        "nodeSelector": dict(spec.node_selector),
+        "tolerations": list(spec.tolerations),
+        "affinity": placement.with_arch(spec.affinity, placement.common_platforms(spec.images)),
+    }
+    return {key: value for key, value in found.items() if value}
 
 
 def render_prepuller(spec: PrepullSpec) -> list[dict[str, Any]]:

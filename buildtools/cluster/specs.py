@@ -98,6 +98,21 @@ class ClusterResources(SpecModel):
     worker: Resources = Resources()
 
 
+class Placement(SpecModel):
+    """Where one component's pods may run, as Kubernetes takes it."""
+
+    node_selector: k.Labels = {}
+    tolerations: k.Tolerations = ()
+    affinity: k.AffinityRules = {}
+
+
+class ClusterPlacement(SpecModel):
+    """The scheduler's and the workers' placement, apart: GPU nodes for the workers only, say."""
+
+    scheduler: Placement = Placement()
+    worker: Placement = Placement()
+
+
 def _not_managed(labels: dict[str, str]) -> dict[str, str]:
     if clash := sorted(set(labels) & set(MANAGED_LABELS)):
         k.fail(f"must not set {', '.join(clash)}: minimaldask sets it")
@@ -138,8 +153,16 @@ class ClusterSpec(SpecModel):
     tls_secret: k.DnsSubdomain | None = None
     """A Secret with ca.crt, tls.crt and tls.key: Dask's comms then require TLS (docs/TLS.md)."""
     image_pull_secrets: k.Names = ()
+    placement: ClusterPlacement = ClusterPlacement()
+    """Node selector, tolerations and affinity of the scheduler and of the workers, apart."""
     node_selector: k.Labels = {}
+    """Both components' (placement's own win on a clash)."""
     tolerations: k.Tolerations = ()
+    """Both components' (with placement's own)."""
+    image_platforms: k.Platforms | None = None
+    """The image's platforms: pods go only to nodes of their architectures (kubernetes.io/arch).
+    Default: those in images/<name>/image.toml of the minimaldask image the image's repository
+    names; none for another image. [] turns the constraint off."""
     worker_grace_seconds: k.Count = 60
     """How long a stopping worker has to hand over its data."""
     labels: Annotated[k.Labels, AfterValidator(_not_managed)] = {}

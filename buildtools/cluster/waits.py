@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from buildtools.errors import CrashLoopError, ImagePullError, PodFailure, UnschedulableError, WaitTimeout
+from buildtools.errors import (
+    AdmissionError,
+    CrashLoopError,
+    ImagePullError,
+    PodFailure,
+    UnschedulableError,
+    WaitTimeout,
+)
 
 Obj = dict[str, Any]
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -85,6 +92,35 @@ def unschedulable(pod: Obj) -> UnschedulableError | None:
     return None
 
 
+def replica_failure(obj: Obj) -> AdmissionError | None:
+    """A Deployment's ReplicaFailure: its controller cannot create the pods (a ResourceQuota,
+    PodSecurity, a webhook refused them), which waiting does not heal."""
+    for condition in _get(obj, "status", "conditions", default=[]):
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            namespace, name = (_get(obj, "metadata", key, default="?") for key in ("namespace", "name"))
+            where = f"{obj.get('kind', '?')} {namespace}/{name}"
+            return AdmissionError(
+                f"{where}: ReplicaFailure: {condition.get('reason', '?')}: {condition.get('message', '')}".rstrip(": ")
+            )
+    return None
+
+
+def warnings_about(events: list[Obj], name: str, limit: int = 5) -> str:
+    """The last Warning events of the object `name` and of what it owns (named name-...), one
+    line each: "FailedCreate ReplicaSet/x-1a2b: pods ... is forbidden: exceeded quota ... (x3)"."""
+    lines = []
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        if involved.get("name") != name and not str(involved.get("name", "")).startswith(f"{name}-"):
+            continue
+        count = event.get("count") or (event.get("series") or {}).get("count") or 1
+        line = f"{event.get('reason', '?')} {involved.get('kind', '?')}/{involved.get('name')}: "
+        line += str(event.get("message") or event.get("note") or "").strip() + (f" (x{count})" if count > 1 else "")
+        if line not in lines:
+            lines.append(line)
+    return "; ".join(lines[-limit:])
+
+
 @dataclass(frozen=True)
 class Deadline:
     """A point on the monotonic clock, `seconds` (the whole wait's, for its message) after it was set."""
@@ -112,10 +148,12 @@ def wait_until(
     on_progress: Callable[[str], None],
     interval: float = 1.0,
     on_timeout: Callable[[str], Exception | None] | None = None,
+    explain: Callable[[], str] | None = None,
 ) -> str:
     """Poll check() until it reports done; report each new state; raise at the deadline.
 
-    on_timeout may turn the last state into a more specific error (e.g. Unschedulable).
+    on_timeout may turn the last state into a more specific error (e.g. Unschedulable);
+    explain's text (e.g. Warning events) ends the timeout's message.
     """
     deadline = Deadline.of(timeout)
     last = ""
@@ -128,7 +166,9 @@ def wait_until(
             return state
         if not deadline.left():
             specific = on_timeout(state) if on_timeout else None
+            why = explain() if explain and not specific else ""
             raise specific or WaitTimeout(
                 f"timed out after {deadline.seconds:.3g} s waiting for {what}; last state: {state}"
+                + (f"; warnings: {why}" if why else "")
             )
         time.sleep(min(interval, deadline.left()))

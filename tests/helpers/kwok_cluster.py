@@ -110,8 +110,10 @@ def fake_node_manifest(
     cpu: str = "32",
     memory: str = "256Gi",
     pods: str = "110",
+    extra_resources: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Node object of a kwok-managed fake node (as a plain dict)."""
+    """The Node object of a kwok-managed fake node (as a plain dict); ``extra_resources``
+    adds capacity such as ``{"nvidia.com/gpu": "4"}``."""
     node_labels = {
         "beta.kubernetes.io/arch": arch,
         "beta.kubernetes.io/os": "linux",
@@ -123,7 +125,7 @@ def fake_node_manifest(
         "type": "kwok",
     }
     node_labels.update(labels or {})
-    resources = {"cpu": cpu, "memory": memory, "pods": pods}
+    resources = {"cpu": cpu, "memory": memory, "pods": pods, **(extra_resources or {})}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -162,6 +164,7 @@ def add_fake_node(
     arch: str = "amd64",
     taints: Iterable[Taint] = (),
     labels: Mapping[str, str] | None = None,
+    extra_resources: Mapping[str, str] | None = None,
     **resources: str,
 ) -> V1Node:
     """Create (or update) a kwok fake Node NAME of architecture ARCH.
@@ -173,7 +176,7 @@ def add_fake_node(
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    body = fake_node_manifest(name, arch, taints, labels, **resources)
+    body = fake_node_manifest(name, arch, taints, labels, extra_resources=extra_resources, **resources)
     with api_client(kubeconfig) as api:
         core = client.CoreV1Api(api)
         try:

@@ -100,3 +100,13 @@ def test_pip_packages_and_tls_env() -> None:
         for role in ("SCHEDULER", "WORKER"):
             assert env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__CERT"] == "/etc/dask/tls/tls.crt"
             assert env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] == "/etc/dask/tls/tls.key"
+
+
+def test_gpu_workers_say_so_to_the_entrypoint() -> None:
+    spec = cluster(
+        resources={"worker": {"limits": {"nvidia.com/gpu": "2"}}, "scheduler": {"limits": {"nvidia.com/gpu": "1"}}}
+    )
+    assert contract.dask_env(spec, "worker")["GPU_WORKER"] == "true"
+    assert "GPU_WORKER" not in contract.dask_env(spec, "scheduler")  # the scheduler is never a worker
+    assert "GPU_WORKER" not in contract.dask_env(cluster(), "worker")
+    assert "GPU_WORKER" in contract.MANAGED_ENV

@@ -5,6 +5,7 @@ nodes: Deployments and DaemonSets really roll out; containers do not run (see te
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +15,14 @@ import pytest
 import yaml
 from kubernetes import client
 
+from buildtools.cluster import kube as kube_module
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import delete_dask_cluster, prepull_images, start_dask_cluster
-from buildtools.cluster.kube import Kube
+from buildtools.cluster.kube import Kube, in_cluster
 from buildtools.cluster.render import render_rbac
 from buildtools.cluster.specs import ClusterSpec
 from buildtools.cluster.waits import rollout_state, wait_until
-from buildtools.errors import ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
+from buildtools.errors import AdmissionError, ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
 from tests.helpers.kwok_cluster import (
     FAKE_LOG_LINE,
     add_fake_node,
@@ -32,24 +34,28 @@ from tests.helpers.kwok_cluster import (
 
 pytestmark = pytest.mark.k8s
 
-IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"
+IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"  # amd64, arm64, arm/v7 (images/debian/image.toml)
+DATAFRAME_IMAGE = "127.0.0.1:5000/minimaldask/debian-dataframe:2026.8.0-py3.13"  # amd64, arm64 only
 GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
+GPU_LABEL = "nvidia.com/gpu.present"
 NODES = {  # name: (arch, taints)
     "amd64-1": ("amd64", ()),
     "amd64-2": ("amd64", ()),
     "amd64-3": ("amd64", ()),
     "arm64-1": ("arm64", ()),
     "arm64-2": ("arm64", ()),
+    "arm-1": ("arm", ()),  # 32-bit ARM (linux/arm/v7): kubernetes.io/arch=arm
     "gpu-1": ("amd64", (GPU_TAINT,)),
 }
-SCHEDULABLE = 5
+SCHEDULABLE = 6
+GPU_NODE = {"labels": {GPU_LABEL: "true"}, "extra_resources": {"nvidia.com/gpu": "8"}}
 
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> Iterator[str]:
     path = start_cluster("minimaldask-test")
     for name, (arch, taints) in NODES.items():
-        add_fake_node(path, name, arch=arch, taints=taints)
+        add_fake_node(path, name, arch=arch, taints=taints, **(GPU_NODE if name.startswith("gpu") else {}))
     try:
         yield str(path)
     finally:
@@ -232,7 +238,10 @@ def test_prepuller_reaches_every_schedulable_node_and_new_ones(kubeconfig: str, 
             done, state = rollout_state(ds)
             return done and ds["status"]["desiredNumberScheduled"] == SCHEDULABLE + 1, state
 
-        assert wait_until(on_new_node, "the prepuller on late-1", 120, lambda _: None) == "6/6 nodes ready"
+        assert (
+            wait_until(on_new_node, "the prepuller on late-1", 120, lambda _: None)
+            == f"{SCHEDULABLE + 1}/{SCHEDULABLE + 1} nodes ready"
+        )
     finally:
         delete_fake_node(kubeconfig, "late-1")
 
@@ -298,7 +307,10 @@ def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, nam
     role["rules"] = [r for r in role["rules"] if "services" not in r.get("resources", [])]
     apply_all(kubeconfig, objects)
     as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
-    with pytest.raises(ForbiddenError, match=r"forbidden: cannot apply Service .*services.* docs/RBAC.md"):
+    # The preflight names every verb on services before anything is created.
+    with pytest.raises(
+        ForbiddenError, match=r"lacks: get services, list services, .* delete services \(.*docs/RBAC.md"
+    ):
         start_dask_cluster("rb2", namespace=namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
     assert objects_of(kubeconfig, namespace, "rb2") == {}
 
@@ -347,3 +359,133 @@ def test_a_node_that_never_pulls_is_reported_or_fails_the_strict_prepull(
     else:
         with pytest.raises(UnschedulableError, match=r"pod full-prepuller-\w+: Unschedulable: .*Too many pods"):
             prepull()
+
+
+def nodes_of(kubeconfig: str, namespace: str, cluster: str, component: str) -> list[str]:
+    pods = Kube.connect(kubeconfig).list("v1", "Pod", namespace, labels.label_selector(cluster, component))
+    return sorted(p["spec"].get("nodeName") or "?" for p in pods)
+
+
+def test_pods_land_only_on_nodes_of_the_images_architectures(kubeconfig: str, namespace: str) -> None:
+    options = {"namespace": namespace, "timeout": 120, "kubeconfig": kubeconfig}
+    # The dataframe image has no arm/v7 build: spread over every other node, never on arm-1.
+    with start_dask_cluster("df", image=DATAFRAME_IMAGE, n_workers=15, **options):
+        workers = nodes_of(kubeconfig, namespace, "df", "worker")
+        assert len(workers) == 15 and "arm-1" not in workers, workers
+        assert {"arm64-1", "arm64-2"} & set(workers), workers  # 64-bit ARM is fine
+    # An image said to be built for arm/v7 only: every pod on the one arm node.
+    with start_dask_cluster(
+        "v7", image="127.0.0.1:5000/custom:1", image_platforms=["linux/arm/v7"], n_workers=3, **options
+    ):
+        assert nodes_of(kubeconfig, namespace, "v7", "scheduler") == ["arm-1"]
+        assert nodes_of(kubeconfig, namespace, "v7", "worker") == ["arm-1"] * 3
+
+
+def test_gpu_workers_go_to_the_gpu_node_and_the_scheduler_does_not(kubeconfig: str, namespace: str) -> None:
+    with start_dask_cluster(
+        "gpu",
+        namespace=namespace,
+        image=IMAGE,
+        n_workers=3,
+        resources={"worker": {"limits": {"nvidia.com/gpu": "1"}}},
+        placement={"worker": {"node_selector": {GPU_LABEL: "true"}}},
+        timeout=120,
+        kubeconfig=kubeconfig,
+    ):
+        assert nodes_of(kubeconfig, namespace, "gpu", "worker") == ["gpu-1"] * 3  # tolerated by default
+        (scheduler,) = nodes_of(kubeconfig, namespace, "gpu", "scheduler")
+        assert scheduler != "gpu-1"
+
+
+def set_quota(kubeconfig: str, namespace: str, hard: dict[str, str]) -> None:
+    """A ResourceQuota, once the quota controller has computed its status (until then the
+    admission refuses every pod with "status unknown")."""
+    with api_client(kubeconfig) as api:
+        core = client.CoreV1Api(api)
+        core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "quota"}, "spec": {"hard": hard}})
+
+        def computed() -> tuple[bool, str]:
+            status = core.read_namespaced_resource_quota("quota", namespace).status
+            return bool(status and status.hard), "status not computed"
+
+        wait_until(computed, "the quota's status", 60, lambda _: None)
+
+
+def test_a_quota_that_forbids_the_pods_fails_the_dry_run_with_nothing_created(kubeconfig: str, namespace: str) -> None:
+    set_quota(kubeconfig, namespace, {"pods": "0"})
+    with pytest.raises(AdmissionError, match=rf"dry-run create Pod {namespace}/q1-scheduler-dry-run: .*exceeded quota"):
+        start_dask_cluster(
+            "q1", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig, keep_on_failure=True
+        )
+    # Even kept on failure: nothing was ever created.
+    assert objects_of(kubeconfig, namespace, "q1") == {}
+
+
+def test_pod_security_refuses_root_pods_at_the_dry_run(kubeconfig: str, namespace: str) -> None:
+    with api_client(kubeconfig) as api:
+        enforce = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+        client.CoreV1Api(api).patch_namespace(namespace, enforce)
+    options = {"namespace": namespace, "image": IMAGE, "timeout": 60, "kubeconfig": kubeconfig, "keep_on_failure": True}
+    with pytest.raises(AdmissionError, match=r"dry-run create Pod .*/ps-scheduler-dry-run: .*violates PodSecurity"):
+        start_dask_cluster("ps", system_packages=["curl"], **options)
+    assert objects_of(kubeconfig, namespace, "ps") == {}
+    with start_dask_cluster("ok", **options):  # the default pods meet "restricted"
+        pass
+
+
+def test_a_role_without_a_verb_fails_the_preflight_naming_it(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
+    objects = render_rbac(namespace)
+    role = next(o for o in objects if o["kind"] == "Role")
+    role["rules"][0]["verbs"].remove("delete")  # deployments and daemonsets: the start itself would not notice
+    apply_all(kubeconfig, objects)
+    as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
+    with pytest.raises(ForbiddenError, match=r"needs permissions this identity lacks: delete deployments\.apps \("):
+        start_dask_cluster("pf", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=as_account)
+    with pytest.raises(ForbiddenError, match=r"lacks: delete deployments\.apps, delete daemonsets\.apps \("):
+        start_dask_cluster("pf", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=as_account, prepull=True)
+    assert objects_of(kubeconfig, namespace, "pf") == {}
+
+
+def test_a_replica_failure_is_named_at_once_not_at_the_deadline(kubeconfig: str, namespace: str) -> None:
+    set_quota(kubeconfig, namespace, {"pods": "1"})  # the scheduler fits, no worker does
+    started = time.monotonic()
+    with pytest.raises(
+        AdmissionError, match=rf"Deployment {namespace}/rf-worker: ReplicaFailure: FailedCreate: .*exceeded quota"
+    ):
+        start_dask_cluster("rf", namespace=namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig)
+    assert time.monotonic() - started < 30
+    assert objects_of(kubeconfig, namespace, "rf") == {}
+
+
+def test_one_deadline_for_the_whole_start_prepull_included(kubeconfig: str, namespace: str, full_node: str) -> None:
+    """The prepull waits for a node that never pulls (until the deadline: relaxed), and the
+    rollout after it gets only what is left: the start fails after one timeout, not two."""
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout, match=r"timed out after 10 s waiting for Deployment .*/dl-scheduler"):
+        start_dask_cluster(
+            "dl",
+            namespace=namespace,
+            image=IMAGE,
+            prepull=True,
+            placement={"worker": {"node_selector": {"minimaldask-test/full": "yes"}}},
+            timeout=10,
+            kubeconfig=kubeconfig,
+        )
+    assert time.monotonic() - started < 17  # 10 s, the cleanup and the API calls; two deadlines would be 20 s
+
+
+def test_an_explicit_kubeconfig_wins_over_the_pods_own_account(
+    kubeconfig: str, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a notebook pod deploying to another cluster: the pod's account is there, and ignored."""
+    token = tmp_path / "token"
+    token.write_text("not used")
+    monkeypatch.setattr(kube_module, "SERVICE_ACCOUNT_TOKEN", str(token))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")  # never contacted
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert in_cluster()
+    with start_dask_cluster("ic", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig) as cluster:
+        # Not the other cluster's .svc name, unreachable from here: a local forward.
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)  # $KUBECONFIG is explicit too
+    assert Kube.connect().in_cluster is False

@@ -8,10 +8,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
+from buildtools.cluster import kube as kube_module
 from buildtools.cluster.kube import Kube, PortForward
 from buildtools.errors import DeployError
 
@@ -128,3 +130,21 @@ def test_a_stream_that_never_answers_is_replaced_and_the_client_bytes_sent_again
     silent.settimeout(5)
     assert silent.recv(65536) == b"handshake"  # it was asked, and never answered
     assert "attempt 1/3: no answer from the pod within 1 s" in forward.last_error
+
+
+def test_an_explicit_kubeconfig_or_context_wins_over_the_pods_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("not used")
+    monkeypatch.setattr(kube_module, "SERVICE_ACCOUNT_TOKEN", str(token))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert kube_module.uses_in_cluster_config()
+    assert not kube_module.uses_in_cluster_config(kubeconfig="/some/kubeconfig")
+    assert not kube_module.uses_in_cluster_config(context="other")
+    monkeypatch.setenv("KUBECONFIG", "/some/kubeconfig")
+    assert not kube_module.uses_in_cluster_config()
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert not kube_module.uses_in_cluster_config()

@@ -14,7 +14,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from buildtools.cluster import contract, labels, render
+from buildtools.cluster import contract, labels, placement, render
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.errors import ConfigError
 
@@ -33,6 +33,15 @@ AFFINITY = {
         }
     }
 }
+
+
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+ALL_ARCHES = {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm", "arm64"]}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def arch_affinity(*expressions: dict[str, Any]) -> dict[str, Any]:
+    return {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchExpressions": list(expressions)}]}}}
 
 
 def cluster(**overrides: Any) -> ClusterSpec:
@@ -60,8 +69,17 @@ FULL = cluster(
     worker_grace_seconds=120,
     labels={"team": "data", "example.org/cost-center": "42"},
 )
+GPU = cluster(
+    image="registry.example:5000/minimaldask/debian-dataframe:2026.8.0-py3.13",
+    resources={"worker": {"limits": {"nvidia.com/gpu": "1"}}},
+    node_selector={"kubernetes.io/os": "linux"},
+    placement={
+        "scheduler": {"node_selector": {"pool": "cpu"}, "tolerations": TOLERATIONS},
+        "worker": {"node_selector": {"pool": "gpu"}, "affinity": AFFINITY},
+    },
+)
 ROOT_TLS = cluster(system_packages=["curl"], tls_secret="dask-tls", service_type="LoadBalancer", n_workers=0)
-CLUSTERS = {"minimal": cluster(), "full": FULL, "root-tls": ROOT_TLS}
+CLUSTERS = {"minimal": cluster(), "full": FULL, "root-tls": ROOT_TLS, "gpu": GPU}
 PREPULLERS = {
     "minimal": prepull(),
     "full": prepull(
@@ -237,6 +255,45 @@ def test_no_resources_no_scheduling_options() -> None:
         assert spec["containers"][0]["resources"] == {}
         assert not {"tolerations", "nodeSelector", "imagePullSecrets", "volumes"} & set(spec)
         assert "WORKER_NTHREADS" not in env_of(spec["containers"][0])
+        # The Debian image is built for amd64, arm64 and arm/v7: its pods go to those nodes only.
+        assert spec["affinity"] == arch_affinity(ALL_ARCHES)
+
+
+# --- placement ---
+
+
+def test_each_component_has_its_own_placement_and_gpu_workers_their_toleration() -> None:
+    objects = render.render_cluster(GPU)
+    scheduler = pod_spec(by_kind(objects, "Deployment", "demo-scheduler"))
+    worker = pod_spec(by_kind(objects, "Deployment", "demo-worker"))
+    dataframe = {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}  # no arm/v7 build
+    assert scheduler["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "cpu"}
+    assert scheduler["tolerations"] == TOLERATIONS
+    assert scheduler["affinity"] == arch_affinity(dataframe)
+    assert worker["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "gpu"}
+    assert worker["tolerations"] == [GPU_TOLERATION]
+    (term,) = worker["affinity"]["nodeAffinity"][REQUIRED]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        *AFFINITY["nodeAffinity"][REQUIRED]["nodeSelectorTerms"][0]["matchExpressions"],
+        dataframe,
+    ]
+    assert env_of(worker["containers"][0])["GPU_WORKER"] == "true"
+    assert "GPU_WORKER" not in env_of(scheduler["containers"][0])
+
+
+def test_image_platforms_decide_the_architectures() -> None:
+    def affinity(**overrides: Any) -> Any:
+        return pod_spec(render.render_cluster(cluster(**overrides))[2]).get("affinity")
+
+    assert affinity(image="ghcr.io/someone/minimaldask/debian-dataframe@sha256:" + "0" * 64) == arch_affinity(
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}
+    )
+    assert affinity(image="registry.example/minimaldask/debian-dataframe-custom:1") is None  # not one of ours
+    assert affinity(image="docker.io/someone/custom:1") is None
+    assert affinity(image="docker.io/someone/custom:1", image_platforms=["linux/arm/v7"]) == arch_affinity(
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["arm"]}
+    )
+    assert affinity(image_platforms=[]) is None  # turned off
 
 
 @pytest.mark.parametrize("spec", CLUSTERS.values(), ids=CLUSTERS.keys())
@@ -322,7 +379,9 @@ def test_prepuller_daemonset() -> None:
     assert pod["terminationGracePeriodSeconds"] == 0
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert pod["nodeSelector"] == {"dask.org/node": "true"}
-    assert pod["affinity"] == AFFINITY
+    # Both images are minimaldask's (debian, alpine): all three architectures, ANDed into the term.
+    assert pod["affinity"] == placement.with_arch(AFFINITY, ["linux/amd64", "linux/arm64", "linux/arm/v7"])
+    assert pod["affinity"]["nodeAffinity"][REQUIRED]["nodeSelectorTerms"][0]["matchExpressions"][1] == ALL_ARCHES
     assert pod["priorityClassName"] == "dask-low"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
 
@@ -332,7 +391,10 @@ def test_prepuller_defaults() -> None:
     pod = pod_spec(daemonset)
     assert [c["image"] for c in pod["initContainers"]] == [IMAGE]
     assert pod["containers"][0]["image"] == "registry.k8s.io/pause:3.10"
-    assert not {"tolerations", "nodeSelector", "affinity", "priorityClassName", "imagePullSecrets"} & set(pod)
+    assert not {"tolerations", "nodeSelector", "priorityClassName", "imagePullSecrets"} & set(pod)
+    assert pod["affinity"] == arch_affinity(ALL_ARCHES)
+    (other,) = render.render_prepuller(prepull(images=["registry.example:5000/someone/else:1"]))
+    assert "affinity" not in pod_spec(other)  # an image not defined here: no constraint
 
 
 def checksum_of(images: list[str]) -> str:
@@ -371,6 +433,7 @@ DEPLOYER_RULES = [
     },
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["get", "create"]},
 ]

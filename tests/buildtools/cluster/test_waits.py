@@ -5,8 +5,17 @@ import time
 
 import pytest
 
-from buildtools.cluster.waits import Deadline, pod_failure, pod_is_ready, rollout_state, unschedulable, wait_until
-from buildtools.errors import CrashLoopError, ImagePullError, WaitTimeout
+from buildtools.cluster.waits import (
+    Deadline,
+    pod_failure,
+    pod_is_ready,
+    replica_failure,
+    rollout_state,
+    unschedulable,
+    wait_until,
+    warnings_about,
+)
+from buildtools.errors import AdmissionError, CrashLoopError, ImagePullError, WaitTimeout
 
 
 def pod(waiting_reason: str, message: str = "", init: bool = False) -> dict:
@@ -97,3 +106,68 @@ def test_waits_sharing_a_deadline_get_only_what_is_left() -> None:
     with pytest.raises(WaitTimeout, match=r"timed out after 0\.3 s waiting for second"):
         wait_until(lambda: (False, "not yet"), "second", deadline, lambda _: None, interval=0.05)
     assert time.monotonic() - started < 0.2  # checked once, not given its own 0.3 s
+
+
+QUOTA_MESSAGE = (
+    'pods "c-worker-5d8f7b9c4-x2x7q" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1'
+)
+
+
+def test_a_replica_failure_names_the_deployment_and_the_servers_reason() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "c-worker", "namespace": "ns"},
+        "status": {
+            "conditions": [
+                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": QUOTA_MESSAGE},
+            ]
+        },
+    }
+    failure = replica_failure(deployment)
+    assert isinstance(failure, AdmissionError)
+    assert str(failure) == f"Deployment ns/c-worker: ReplicaFailure: FailedCreate: {QUOTA_MESSAGE}"
+    deployment["status"]["conditions"][1]["status"] = "False"  # healed
+    assert replica_failure(deployment) is None
+    assert replica_failure({"kind": "Deployment", "metadata": {"name": "x"}}) is None
+
+
+def event(reason: str, kind: str, name: str, message: str, count: int = 1, when: str = "") -> dict:
+    return {
+        "reason": reason,
+        "type": "Warning",
+        "involvedObject": {"kind": kind, "name": name},
+        "message": message,
+        "count": count,
+        "lastTimestamp": when,
+    }
+
+
+def test_warnings_about_an_object_and_what_it_owns() -> None:
+    events = [
+        event("FailedCreate", "ReplicaSet", "c-worker-5d8f7b9c4", QUOTA_MESSAGE, count=3),
+        event("FailedScheduling", "Pod", "c-scheduler-abc-1", "0/3 nodes are available"),
+        event("BackOff", "Pod", "c-workerless-1", "not ours: another object's name starts the same"),
+        event("FailedCreate", "ReplicaSet", "c-worker-5d8f7b9c4", QUOTA_MESSAGE, count=3),
+    ]
+    assert warnings_about(events, "c-worker") == f"FailedCreate ReplicaSet/c-worker-5d8f7b9c4: {QUOTA_MESSAGE} (x3)"
+    assert warnings_about(events, "c-scheduler") == "FailedScheduling Pod/c-scheduler-abc-1: 0/3 nodes are available"
+    assert warnings_about(events, "other") == ""
+    many = [event("BackOff", "Pod", f"c-worker-{i}", "back-off") for i in range(9)]
+    assert (
+        warnings_about(many, "c-worker", limit=2)
+        == "BackOff Pod/c-worker-7: back-off; BackOff Pod/c-worker-8: back-off"
+    )
+
+
+def test_a_timeout_ends_with_the_explanation() -> None:
+    with pytest.raises(WaitTimeout, match=r"last state: 0/2 ready; warnings: FailedCreate ReplicaSet/x: quota$"):
+        wait_until(
+            lambda: (False, "0/2 ready"),
+            "thing",
+            0.05,
+            lambda _: None,
+            explain=lambda: "FailedCreate ReplicaSet/x: quota",
+        )
+    with pytest.raises(WaitTimeout, match=r"last state: 0/2 ready$"):
+        wait_until(lambda: (False, "0/2 ready"), "thing", 0.05, lambda _: None, explain=lambda: "")

@@ -1,0 +1,104 @@
+"""What start_dask_cluster checks before it creates anything.
+
+1. Permissions: a SelfSubjectAccessReview for each verb on each resource of the Role the
+   deploy needs (manifests/rbac.yaml.j2, docs/RBAC.md), so that a missing one is named at
+   once instead of half-way through a deploy (or at its deletion).
+2. A server-side dry run (dryRun=All) of every object, and of one pod of each Deployment's
+   template: the namespace's admission (ResourceQuota, LimitRange, PodSecurity, webhooks)
+   judges the pods as it will judge the real ones, and nothing is left behind when it refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from buildtools.cluster.kube import Kube
+from buildtools.cluster.placement import prepull_placement
+from buildtools.cluster.render import render_cluster, render_prepuller, render_rbac
+from buildtools.cluster.specs import ClusterSpec, PrepullSpec
+from buildtools.errors import ForbiddenError
+
+Obj = dict[str, Any]
+Permission = tuple[str, str, str]  # (API group, resource, verb)
+# The reviews are independent requests: a few at once keep the preflight short.
+CONCURRENT_REVIEWS = 8
+
+
+def needed_permissions(namespace: str, prepull: bool) -> list[Permission]:
+    """Every (group, resource, verb) of the deployer's Role; DaemonSets only for a prepull."""
+    (role,) = [obj for obj in render_rbac(namespace) if obj["kind"] == "Role"]
+    return [
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        if prepull or resource != "daemonsets"
+        for verb in rule["verbs"]
+    ]
+
+
+def describe(permission: Permission) -> str:
+    """kubectl's words for it: "delete deployments.apps", "get pods/log"."""
+    group, resource, verb = permission
+    return f"{verb} {resource}{'.' + group if group else ''}"
+
+
+def check_permissions(kube: Kube, namespace: str, prepull: bool) -> None:
+    """Raise ForbiddenError naming every verb the identity lacks in the namespace."""
+    needed = needed_permissions(namespace, prepull)
+    with ThreadPoolExecutor(CONCURRENT_REVIEWS, thread_name_prefix="access-review") as pool:
+        allowed = list(pool.map(lambda p: kube.can_i(p[2], p[0], p[1], namespace), needed))
+    if missing := [describe(p) for p, ok in zip(needed, allowed, strict=True) if not ok]:
+        raise ForbiddenError(
+            f"forbidden: the deploy to namespace {namespace} needs permissions this identity lacks: "
+            f"{', '.join(missing)} (the Role in docs/RBAC.md: buildtools render rbac -n {namespace})"
+        )
+
+
+def prepull_arguments(spec: ClusterSpec) -> dict[str, Any]:
+    """prepull_images' arguments for the cluster's image: on the workers' nodes."""
+    return {"name": spec.name, "image_pull_secrets": spec.image_pull_secrets, **prepull_placement(spec)}
+
+
+def template_pod(workload: Obj) -> Obj:
+    """A pod as a Deployment's (or DaemonSet's) controller would create it, for a dry run."""
+    template = workload["spec"]["template"]
+    name = workload["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**template["metadata"], "name": f"{name}-dry-run", "namespace": workload["metadata"]["namespace"]},
+        "spec": template["spec"],
+    }
+
+
+def planned_objects(spec: ClusterSpec, prepull: bool) -> list[Obj]:
+    """Everything a start creates, in order: the prepuller first, when asked for."""
+    objects = render_cluster(spec)
+    if prepull:
+        arguments = prepull_arguments(spec)
+        del arguments["name"]
+        objects = (
+            render_prepuller(PrepullSpec(name=spec.name, namespace=spec.namespace, images=[spec.image], **arguments))
+            + objects
+        )
+    return objects
+
+
+def dry_run(kube: Kube, objects: Iterable[Obj]) -> None:
+    """Each object, then one pod of each workload's template, through the server's admission."""
+    objects = list(objects)
+    for obj in objects:
+        kube.apply(obj, dry_run=True)
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "DaemonSet"):
+            kube.dry_run_create(template_pod(obj))
+
+
+def preflight(kube: Kube, spec: ClusterSpec, prepull: bool) -> None:
+    """Permissions, then the dry run: a few quick requests, inside the start's one deadline
+    (the waits after them get what is left of it)."""
+    check_permissions(kube, spec.namespace, prepull)
+    dry_run(kube, planned_objects(spec, prepull))
