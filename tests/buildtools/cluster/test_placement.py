@@ -18,7 +18,7 @@ def image_toml(repository: str, platforms: list[str]) -> str:
     quoted = ", ".join(f'"{p}"' for p in platforms)
     return (
         f'description = "x"\nrepository = "{repository}"\nplatforms = [{quoted}]\ntags = ["1"]\n'
-        f'[base]\nimage = "b"\nplatforms = [{quoted}]\n[versions]\npython = "3.13"\n{budgets}'
+        f'default_python = "3.13"\n[pythons."3.13"]\nbase = "b"\n[versions]\n{budgets}'
     )
 
 
