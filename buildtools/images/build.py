@@ -29,9 +29,11 @@ from buildtools.images.sizes import (
 from buildtools.settings import DATA_ROOT, Settings
 
 OutputMode = Literal["push", "push-by-digest", "load", "oci"]
-# zstd level of the layers BuildKit writes (its encoder has 4 speeds, for levels 1-2, 3-5, 6-9
-# and 10+), chosen by measuring pull size against export time on 2 cores: docs/PERFORMANCE.md.
-ZSTD_LEVEL = 9
+# zstd level of the layers BuildKit writes. Its encoder (klauspost/compress) has 4 speeds; the
+# best, asked for by any level from 10, measured 68.7 MB where libzstd -9 gives 70.7 and -19
+# gives 60.3 (Debian py3.11 arm64), for about a minute of export per platform on 2 cores:
+# docs/PERFORMANCE.md.
+ZSTD_LEVEL = 19
 # Proxy settings reach RUN steps as BuildKit's predefined build arguments, which stay out
 # of the image history and config.
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
