@@ -9,15 +9,19 @@
 #   HOST                       interface to listen on (default: all of the container's)
 #   DASK_SCHEDULER_ADDRESS     worker's scheduler (default tcp://$DASK_SCHEDULER_SERVICE:$PORT)
 #   DASK_SCHEDULER_SERVICE     scheduler's service name (default dask-scheduler)
+#   SCHEDULER_WAIT_TIMEOUT     seconds a worker waits for its scheduler to accept connections (default 300)
 #   WORKER_NTHREADS            worker threads (default: the container's CPU limit)
 #   WORKER_MEMORY_LIMIT        worker memory limit (default: the container's memory limit)
 #   ARGUMENTS                  extra arguments for dask scheduler / dask worker
-#   EXTRA_PIP_PACKAGES         pip packages installed at start (as the image's user)
+#   EXTRA_PIP_PACKAGES         pip packages installed at start (as the container's user)
 #   EXTRA_APT_PACKAGES         Debian packages installed at start (needs root)
 #   EXTRA_APK_PACKAGES         Alpine packages installed at start (needs root)
 #   INSTALL_TIMEOUT            seconds allowed for each install step (default 300)
+# Lists (ARGUMENTS, EXTRA_*_PACKAGES) are split into words at white space, never globbed.
 # Any command given (docker run IMAGE python -c ...) runs instead, after the installs.
-set -eu
+# Runs as the image's user (UID 1000) or as any UID in group 0, with or without a passwd entry
+# (OpenShift's arbitrary UIDs): group 0 may write the venv and HOME (images/user.sh).
+set -euf  # -f: no globbing, so a '*' in a list stays a '*'
 
 log() { printf 'entrypoint: %s\n' "$*" >&2; }
 die() { printf 'entrypoint: error: %s\n' "$*" >&2; exit 1; }
@@ -98,6 +102,40 @@ cgroup_memory() {  # the memory limit in bytes, or nothing when unlimited
     done
 }
 
+# wait_for_scheduler ADDRESS SECONDS: until the scheduler accepts TCP connections, or one
+# line naming the address and the last reason (not Dask's traceback after its own retries).
+# Only Dask's TCP-based comms (tcp://, tls://, or no scheme) are checked; others go to Dask.
+wait_for_scheduler() {
+    log "waiting up to $2 s for the scheduler at $1"
+    reason=$(python - "$1" "$2" 2>&1 <<'EOF'
+import socket, sys, time
+from urllib.parse import urlsplit
+
+address, timeout = sys.argv[1], float(sys.argv[2])
+url = urlsplit(address if "://" in address else "tcp://" + address)
+if url.scheme not in ("tcp", "tls"):
+    sys.exit(0)
+try:
+    host, port = url.hostname, url.port or 8786
+except ValueError:
+    sys.exit("not a host:port address")
+deadline = time.monotonic() + timeout
+while True:
+    left = deadline - time.monotonic()
+    try:
+        socket.create_connection((host, port), timeout=min(5, max(left, 0.1))).close()
+        sys.exit(0)
+    except socket.gaierror as error:
+        reason = f"cannot resolve {host}: {error.strerror}"
+    except OSError as error:
+        reason = error.strerror or str(error)
+    if left <= 0:
+        sys.exit(reason)
+    time.sleep(min(1, left))
+EOF
+    ) || die "no scheduler at $1 after $2 s (SCHEDULER_WAIT_TIMEOUT): $reason"
+}
+
 port=${PORT:-8786}
 check_port PORT "$port"
 host=${HOST:-}
@@ -118,6 +156,9 @@ true | 1 | yes)
     nthreads=${WORKER_NTHREADS:-$(cgroup_cpus)}
     [ -z "$nthreads" ] || check_positive WORKER_NTHREADS "$nthreads"
     memory=${WORKER_MEMORY_LIMIT:-$(cgroup_memory)}
+    wait_timeout=${SCHEDULER_WAIT_TIMEOUT:-300}
+    check_positive SCHEDULER_WAIT_TIMEOUT "$wait_timeout"
+    wait_for_scheduler "$scheduler" "$wait_timeout"
     log "starting worker for $scheduler, threads: ${nthreads:-all CPUs}, memory limit: ${memory:-auto}"
     exec dask worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
         ${nthreads:+--nthreads "$nthreads"} ${memory:+--memory-limit "$memory"} "$@" "$scheduler"

@@ -291,6 +291,7 @@ def start_dask_cluster(
                 [spec.image],
                 spec.namespace,
                 **preflight.prepull_arguments(spec),
+                platform_uid=spec.platform_uid,
                 timeout=deadline,
                 kube=kube,
                 on_progress=progress,
@@ -359,6 +360,7 @@ def prepull_images(
     priority_class: str | None = None,
     image_pull_secrets: Sequence[str] = (),
     pause_image: str | None = None,
+    platform_uid: bool = False,
     timeout: float | Deadline = DEFAULT_TIMEOUT,
     relaxed: bool = True,
     kubeconfig: str | None = None,
@@ -381,6 +383,7 @@ def prepull_images(
         affinity=affinity or {},
         priority_class=priority_class,
         image_pull_secrets=image_pull_secrets,
+        platform_uid=platform_uid,
         **({"pause_image": pause_image} if pause_image else {}),
     )
     kube = kube or Kube.connect(kubeconfig, context)

@@ -124,7 +124,7 @@ class ClusterSpec(SpecModel):
 
     Lists are stored as tuples. `system_packages` makes the Dask containers run as root
     (runAsUser 0), which the image's entrypoint needs to install them; everything else runs
-    as UID/GID 1000.
+    as UID/GID 1000, or as whatever non-root UID the platform assigns (`platform_uid`).
     """
 
     name: Annotated[str, *k.dns_label(NAME_MAX_LENGTH, rfc1035=True)]
@@ -144,6 +144,9 @@ class ClusterSpec(SpecModel):
         Literal["auto", "apt", "apk"], k.on_error("must be auto, apt or apk, got {value}")
     ] = "auto"
     """apt (Debian, RAPIDS images) or apk (Alpine); auto picks apk for an image named alpine."""
+    platform_uid: bool = False
+    """Leave runAsUser, runAsGroup and fsGroup to the platform (OpenShift's restricted SCC
+    assigns them from the namespace's range and rejects a fixed 1000); runAsNonRoot stays."""
     scheduler_args: k.Words = ()
     worker_args: k.Words = ()
     service_type: Annotated[
@@ -169,6 +172,8 @@ class ClusterSpec(SpecModel):
     """Extra labels of every object and pod (never in selectors)."""
 
     def check(self) -> None:
+        if self.platform_uid and self.system_packages:
+            k.fail("system_packages need root (runAsUser 0): they cannot go with platform_uid")
         reserved = MANAGED_ENV + (TLS_ENV if self.use_tls else ())
         if clash := [key for key in self.env if key in reserved]:
             k.fail(f"env: {clash[0]} is set by minimaldask from the spec's fields; do not set it in env")
@@ -231,6 +236,8 @@ class PrepullSpec(SpecModel):
     priority_class: k.DnsSubdomain | None = None
     image_pull_secrets: k.Names = ()
     pause_image: k.ImageRef = DEFAULT_PAUSE_IMAGE
+    platform_uid: bool = False
+    """As ClusterSpec.platform_uid: the platform assigns the pods' UID, GID and fsGroup."""
 
     @property
     def unique_images(self) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ def context_files(dockerignore: Path = DATA_ROOT / ".dockerignore") -> tuple[str
 
 def is_shared_input(path: str, context: tuple[str, ...]) -> bool:
     """A change to it affects every image: the context every build gets, a file that images/
-    holds for all image folders (strip.sh), the dask pin, or the image flow's own code."""
+    holds for all image folders (strip.sh, user.sh), the dask pin, or the image flow's own code."""
     return (
         path in (".dockerignore", *context, *DASK_PIN)
         or (path.startswith("images/") and path.count("/") == 1)

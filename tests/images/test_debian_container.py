@@ -3,6 +3,7 @@ QEMU), every other Python on amd64 (tests/conftest.py TESTED_VARIANTS)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from python_on_whales import Container, docker
 
 from tests.conftest import DEBIAN, TESTED_VARIANTS
 from tests.helpers.host import platform_env
+from tests.helpers.wheels import GREETING, WHEEL_PACKAGE, write_wheel
 
 pytestmark = pytest.mark.images
 
@@ -23,8 +25,13 @@ def run_once(
     command: list[str] | None = None,
     user: str | None = None,
     volumes: list[tuple[str, str, str]] | None = None,
+    workdir: str | None = None,
+    timeout: float = 600,
 ) -> tuple[int, str]:
-    """Run a container to completion (no network); return its exit code and output."""
+    """Run a container to completion (no network); return its exit code and output.
+
+    A container still running after `timeout` seconds fails the test (with its output so far).
+    """
     container = docker.run(
         image,
         command or [],
@@ -34,8 +41,14 @@ def run_once(
         networks=["none"],
         user=user,
         volumes=volumes or [],
+        workdir=workdir,
     )
     try:
+        deadline = time.monotonic() + timeout
+        while docker.container.inspect(container.id).state.running:
+            if time.monotonic() > deadline:
+                pytest.fail(f"still running after {timeout:.0f} s:\n{docker.logs(container)}")
+            time.sleep(0.5)
         return int(docker.wait(container)), docker.logs(container)
     finally:
         container.remove(force=True)
@@ -89,7 +102,14 @@ def test_runs_as_fixed_non_root_user(host: testinfra.host.Host) -> None:
 def test_files_owners_and_modes(host: testinfra.host.Host) -> None:
     entrypoint = host.file("/usr/local/bin/entrypoint.sh")
     assert entrypoint.user == "root" and entrypoint.mode == 0o755
-    assert host.file("/opt/dask").user == "dask"
+    # Owned by the image user and group 0, group-writable, setgid: see test_arbitrary_uid.py.
+    for path in ("/opt/dask", "/opt/dask/bin", "/home/dask"):
+        directory = host.file(path)
+        assert (directory.user, directory.group) == ("dask", "root"), path
+        assert directory.mode & 0o2070 == 0o2070, f"{path}: {directory.mode:o}"
+    # Whatever the owner may write, group 0 may write too (and it owns all of it).
+    assert host.check_output("find /opt/dask /home/dask ! -type l -perm -u=w ! -perm -g=w -print -quit") == ""
+    assert host.check_output("find /opt/dask /home/dask ! -group 0 -print -quit") == ""
     assert host.file("/opt/dask/bin/dask").is_file
     assert host.file("/usr/bin/tini").is_file
 
@@ -145,6 +165,10 @@ def test_a_scheduler_and_a_worker_of_the_image_compute(image: str, platform: str
         ({"DASHBOARD_PORT": "70000"}, "DASHBOARD_PORT must be a port number (0-65535), got '70000'"),
         ({"INSTALL_TIMEOUT": "0"}, "INSTALL_TIMEOUT must be a positive integer, got '0'"),
         ({"WORKER": "true", "WORKER_NTHREADS": "many"}, "WORKER_NTHREADS must be a positive integer, got 'many'"),
+        (
+            {"WORKER": "true", "SCHEDULER_WAIT_TIMEOUT": "soon"},
+            "SCHEDULER_WAIT_TIMEOUT must be a positive integer, got 'soon'",
+        ),
         ({"EXTRA_APK_PACKAGES": "curl"}, "EXTRA_APK_PACKAGES is set but this image has no apk"),
         ({"EXTRA_APT_PACKAGES": "curl"}, "EXTRA_APT_PACKAGES needs root"),
         ({"EXTRA_PIP_PACKAGES": "/wheels/missing-1.0-py3-none-any.whl"}, "installing /wheels/missing"),
@@ -158,17 +182,56 @@ def test_bad_configuration_exits_non_zero_with_the_reason(image: str, env: dict[
 
 def test_runtime_pip_install_as_the_image_user(image: str, tmp_path: Path, platform: str) -> None:
     wheel = write_wheel(tmp_path)
-    tmp_path.chmod(0o755)  # readable by the image user (UID 1000)
-    wheel.chmod(0o644)
     code, output = run_once(
         image,
         platform,
         env={"EXTRA_PIP_PACKAGES": f"/wheels/{wheel.name}"},
-        command=["python", "-c", "import hello_minimaldask; print(hello_minimaldask.GREETING)"],
+        command=["python", "-c", f"import {WHEEL_PACKAGE}; print({WHEEL_PACKAGE}.GREETING)"],
         volumes=[(str(tmp_path), "/wheels", "ro")],
     )
     assert code == 0, output
-    assert "hello" in output.splitlines(), output
+    assert GREETING in output.splitlines(), output
+
+
+def test_package_lists_are_split_without_globbing(debian_image: str, tmp_path: Path) -> None:
+    # In a directory holding a wheel, a globbing entrypoint would turn '*' into that file
+    # name and install it; pip must get the word as given, and reject it.
+    write_wheel(tmp_path)
+    code, output = run_once(
+        debian_image,
+        "linux/amd64",
+        env={"EXTRA_PIP_PACKAGES": "*"},
+        command=["python", "-c", f"import {WHEEL_PACKAGE}"],
+        volumes=[(str(tmp_path), "/wheels", "ro")],
+        workdir="/wheels",
+    )
+    assert code != 0, output
+    assert "Invalid requirement: '*'" in output, output
+    assert "entrypoint: error: installing * failed" in output, output
+
+
+@pytest.mark.parametrize(
+    ("env", "address", "reason"),
+    [
+        ({"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"}, "tcp://127.0.0.1:9", "Connection refused"),
+        ({"DASK_SCHEDULER_SERVICE": "nowhere"}, "tcp://nowhere:8786", "cannot resolve nowhere: "),
+    ],
+    ids=["refused", "unresolved"],
+)
+def test_worker_without_scheduler_fails_in_bounded_time_with_one_line(
+    debian_image: str, env: dict[str, str], address: str, reason: str
+) -> None:
+    started = time.monotonic()
+    env = {"WORKER": "true", "SCHEDULER_WAIT_TIMEOUT": "5", **env}
+    code, output = run_once(debian_image, "linux/amd64", env=env, timeout=60)
+    elapsed = time.monotonic() - started
+    assert code != 0, output
+    assert elapsed < 30, f"{elapsed:.0f} s for SCHEDULER_WAIT_TIMEOUT=5"
+    (error,) = [line for line in output.splitlines() if "error" in line.lower()]
+    expected = f"entrypoint: error: no scheduler at {address} after 5 s (SCHEDULER_WAIT_TIMEOUT): "
+    assert error.startswith(expected), output
+    assert reason in error, output
+    assert "Traceback" not in output, output
 
 
 def test_system_packages_install_as_root_goes_to_apt(image: str) -> None:
@@ -177,33 +240,6 @@ def test_system_packages_install_as_root_goes_to_apt(image: str) -> None:
     assert code != 0
     assert "entrypoint: installing package lists" in output
     assert "entrypoint: error: installing package lists" in output
-
-
-def write_wheel(directory: Path) -> Path:
-    """A minimal pure-Python wheel, built by hand so the test needs no index."""
-    import base64
-    import hashlib
-    import zipfile
-
-    name = "hello_minimaldask"
-    files = {
-        f"{name}/__init__.py": 'GREETING = "hello"\n',
-        f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-        f"{name}-1.0.dist-info/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
-    record.append(f"{name}-1.0.dist-info/RECORD,,")
-    wheel = directory / f"{name}-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in files.items():
-            archive.writestr(path, text)
-        archive.writestr(f"{name}-1.0.dist-info/RECORD", "\n".join(record) + "\n")
-    return wheel
 
 
 def test_idle_timeout_argument_reaches_the_scheduler(image: str) -> None:

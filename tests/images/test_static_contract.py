@@ -25,7 +25,11 @@ TINI_PATHS = ("/usr/bin/tini", "/sbin/tini")
 DASK_UID = "1000"
 CA_SECRET = {"type": "secret", "id": "ca", "target": "/run/secrets/ca"}
 INDEX_SECRET = {"type": "secret", "id": "pip_index_url", "env": "PIP_INDEX_URL"}
-STRIP_MOUNT = {"type": "bind", "source": "images/strip.sh"}
+# The shared build scripts (strip.sh, user.sh): bind-mounted into the RUN that uses them.
+BUILD_SCRIPTS = sorted(path.name for path in IMAGES_DIR.glob("*.sh"))
+# Images whose user and writable directories come from images/user.sh (arbitrary UIDs).
+# rapids: its own set-up for now (a user in the base's `conda` group); it moves to user.sh next.
+USER_SCRIPT_IMAGES = [name for name in image_names() if name != "rapids"]
 # Variables that would put a CA bundle or an index URL (which may carry credentials) into
 # the image config or the build history, instead of a BuildKit secret.
 LEAKY_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_INDEX_URL")
@@ -33,7 +37,7 @@ CERTIFICATE_SOURCE = re.compile(r"\.(crt|pem|cer|der|p12)$|ca-certificates|ca-bu
 # env/ holds the set-up scripts and, in subdirectories (env/node/), the parts they source.
 SHELL_SCRIPTS = sorted(
     str(path.relative_to(REPO_ROOT))
-    for path in [REPO_ROOT / "entrypoint.sh", REPO_ROOT / "images" / "strip.sh", *(REPO_ROOT / "env").rglob("*.sh")]
+    for path in [REPO_ROOT / "entrypoint.sh", *IMAGES_DIR.glob("*.sh"), *(REPO_ROOT / "env").rglob("*.sh")]
 )
 IMAGES = image_names()
 
@@ -250,15 +254,28 @@ def test_ca_and_index_only_as_secrets(name: str) -> None:
         assert not leaked, f"{name} line {instruction.line}: {instruction.keyword} {leaked[0]} lands in the image"
 
 
+@pytest.mark.parametrize("script", BUILD_SCRIPTS)
 @pytest.mark.parametrize("name", IMAGES)
-def test_strip_script_is_bind_mounted_not_copied(name: str) -> None:
-    parsed = dockerfile(name)
-    assert not any("strip.sh" in i.value for i in parsed.all("COPY")), f"{name}: images/strip.sh is never copied"
+def test_build_scripts_are_bind_mounted_not_copied(name: str, script: str) -> None:
+    parsed, mount = dockerfile(name), {"type": "bind", "source": f"images/{script}"}
+    assert not any(script in i.value for i in parsed.all("COPY")), f"{name}: images/{script} is never copied"
     for run in parsed.all("RUN"):
-        if "strip.sh" in run.value:
-            assert any(STRIP_MOUNT.items() <= m.items() for m in run.mounts()), (
-                f"{name} line {run.line}: bind-mount images/strip.sh (--mount=type=bind,source=images/strip.sh,...)"
+        if script in run.value:
+            assert any(mount.items() <= m.items() for m in run.mounts()), (
+                f"{name} line {run.line}: bind-mount images/{script} (--mount=type=bind,source=images/{script},...)"
             )
+
+
+@pytest.mark.parametrize("name", USER_SCRIPT_IMAGES)
+def test_user_and_writable_directories_come_from_user_script(name: str) -> None:
+    # One set-up for every image: group 0 may write the venv and HOME (arbitrary UIDs).
+    runs = dockerfile(name).all("RUN")
+    calls = [r for r in runs if re.search(r'\bsh /tmp/user\.sh "?\$\{?DASK_UID\}?"? /opt/dask\b', r.value)]
+    assert len(calls) == 1, f'{name}: one RUN must call sh /tmp/user.sh "$DASK_UID" /opt/dask'
+    assert calls[0] is runs[-1], f"{name}: user.sh runs in the last RUN, after everything that writes /opt/dask"
+    for run in runs:
+        own = re.findall(r"\b(useradd|adduser|groupadd|addgroup|chown|chgrp)\b", run.value)
+        assert not own, f"{name} line {run.line}: {own[0]} belongs in images/user.sh"
 
 
 @pytest.mark.parametrize("name", IMAGES)

@@ -79,7 +79,8 @@ GPU = cluster(
     },
 )
 ROOT_TLS = cluster(system_packages=["curl"], tls_secret="dask-tls", service_type="LoadBalancer", n_workers=0)
-CLUSTERS = {"minimal": cluster(), "full": FULL, "root-tls": ROOT_TLS, "gpu": GPU}
+PLATFORM_UID = cluster(platform_uid=True, tls_secret="dask-tls", pip_packages=["toolz"])
+CLUSTERS = {"minimal": cluster(), "full": FULL, "root-tls": ROOT_TLS, "gpu": GPU, "platform-uid": PLATFORM_UID}
 PREPULLERS = {
     "minimal": prepull(),
     "full": prepull(
@@ -91,6 +92,7 @@ PREPULLERS = {
         image_pull_secrets=["regcred"],
         pause_image="registry.example:5000/pause:3.10",
     ),
+    "platform-uid": prepull(platform_uid=True),
 }
 
 
@@ -333,17 +335,39 @@ def test_pods_are_locked_down(obj: dict[str, Any]) -> None:
     assert spec["enableServiceLinks"] is False
     context = spec["securityContext"]
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert context["fsGroup"] == 1000
     root = obj["metadata"]["name"] != "demo-prepuller" and "EXTRA_APT_PACKAGES" in env_of(spec["containers"][0])
+    ids = {key: context.get(key) for key in ("runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup")}
     if root:
-        assert (context["runAsNonRoot"], context["runAsUser"], context["runAsGroup"]) == (False, 0, 0)
+        assert ids == {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0, "fsGroup": 1000}
+    elif obj in platform_uid_objects():
+        assert ids == {"runAsNonRoot": True, "runAsUser": None, "runAsGroup": None, "fsGroup": None}
     else:
-        assert (context["runAsNonRoot"], context["runAsUser"], context["runAsGroup"]) == (True, 1000, 1000)
+        assert ids == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
     for container in containers(obj):
         security = container["securityContext"]
         assert security["allowPrivilegeEscalation"] is False, container["name"]
         assert security["capabilities"]["drop"] == ["ALL"], container["name"]
         assert set(security["capabilities"].get("add", [])) <= (set(contract.ROOT_CAPABILITIES) if root else set())
+
+
+def platform_uid_objects() -> list[dict[str, Any]]:
+    return [*render.render_cluster(PLATFORM_UID), *render.render_prepuller(PREPULLERS["platform-uid"])]
+
+
+def test_platform_uid_leaves_the_ids_to_the_platform() -> None:
+    for obj in platform_uid_objects():
+        if obj["kind"] == "Service":
+            continue
+        context = pod_spec(obj)["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(context), obj["metadata"]["name"]
+    # The TLS key must be readable by the UID the platform assigns, which may come without an fsGroup.
+    for deployment in render.render_cluster(PLATFORM_UID)[1:]:
+        (volume,) = pod_spec(deployment)["volumes"]
+        assert volume["secret"]["defaultMode"] == 0o444
+    for deployment in render.render_cluster(ROOT_TLS)[1:]:
+        (volume,) = pod_spec(deployment)["volumes"]
+        assert volume["secret"]["defaultMode"] == 0o440
 
 
 def test_system_packages_run_as_root_explicitly() -> None:

@@ -149,6 +149,8 @@ def test_extended_and_fractional_resources() -> None:
         ({"labels": {"dask.org/component": "x"}}, "labels must not set dask.org/component"),
         ({"labels": {"team": "x" * 64}}, "not a valid label value"),
         ({"n_worker": 3}, r"^unknown key 'n_worker' \(known: name, namespace, image, n_workers, "),
+        ({"platform_uid": "yes please"}, "platform_uid"),
+        ({"platform_uid": True, "system_packages": ["curl"]}, "system_packages need root"),
     ],
 )
 def test_invalid_cluster_spec(overrides: dict[str, Any], match: str) -> None:
