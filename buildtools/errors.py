@@ -61,3 +61,7 @@ class UnschedulableError(PodFailure):
 
 class WaitTimeout(DeployError):
     """A wait reached its deadline; the message says what it waited for and the last state."""
+
+
+class VersionMismatchError(MinimalDaskError):
+    """The client and the cluster cannot work together (e.g. different Python minors)."""
