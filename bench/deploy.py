@@ -40,7 +40,13 @@ def main() -> None:
                 client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
             started = time.monotonic()
             start_dask_cluster(
-                "bench", namespace=namespace, image=IMAGE, n_workers=workers, timeout=600, kubeconfig=kubeconfig
+                "bench",
+                namespace=namespace,
+                image=IMAGE,
+                n_workers=workers,
+                timeout=600,
+                kubeconfig=kubeconfig,
+                connect=False,
             )
             ready = time.monotonic() - started
             started = time.monotonic()

@@ -112,6 +112,10 @@ class DaskCluster(Cluster):
         return attach(name, namespace, **kwargs)
 
     @property
+    def name(self) -> str:  # the spec's, not what the scheduler's metadata says
+        return self.spec.name
+
+    @property
     def namespace(self) -> str:
         return self.spec.namespace
 

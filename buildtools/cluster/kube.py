@@ -155,9 +155,14 @@ class Kube:
         return sorted(p["metadata"]["name"] for p in self.list("v1", "Pod", namespace, selector) if pod_is_ready(p))
 
     def patch_scale(self, name: str, namespace: str, replicas: int) -> None:
+        """A Deployment's replicas, by a patch of the Deployment (the Role's `patch`; no scale subresource)."""
+        resource = self.resource("apps/v1", "Deployment")
         with api_call(f"scale Deployment {namespace}/{name}"):
-            client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
-                name, namespace, {"spec": {"replicas": replicas}}
+            resource.patch(
+                body={"spec": {"replicas": replicas}},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
             )
 
     def namespace_exists(self, namespace: str) -> bool:

@@ -13,6 +13,7 @@ It is never skipped: when it cannot start, every test here fails with the tail o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -201,6 +202,20 @@ def test_a_python_minor_mismatch_crashes_the_scheduler_and_the_guard_refuses_it_
                 wait(futures, timeout=60)
         scheduler_log = "\n".join(cluster.get_logs(cluster=False, workers=False).values())
         assert "IndexError" in scheduler_log, scheduler_log[-3000:]
+
+
+def test_an_asynchronous_handle_attaches_in_async_code(node: Node, dask_cluster: DaskCluster) -> None:
+    async def attach_and_compute() -> int:
+        handle = DaskCluster.from_name(
+            "e2e", NAMESPACE, kubeconfig=str(node.kubeconfig), check_python=False, asynchronous=True
+        )
+        async with handle as cluster, Client(cluster, asynchronous=True) as client:
+            return int(await client.submit(sum, [4, 5]))
+
+    assert asyncio.run(attach_and_compute()) == 9
+    # Leaving `async with` of an attached handle left the cluster running.
+    with Client(dask_cluster, timeout=60) as client:
+        assert client.submit(sum, [1, 1]).result(timeout=60) == 2
 
 
 def test_a_new_connection_reaches_the_replacement_scheduler_pod(dask_cluster: DaskCluster, kube: Kube) -> None:

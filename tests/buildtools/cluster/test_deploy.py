@@ -17,6 +17,7 @@ from kubernetes import client
 
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
+from buildtools.cluster.handle import DELETION_COST, RETIRED_COST
 from buildtools.cluster.kube import Kube, PortForward
 from buildtools.cluster.render import render_rbac
 from buildtools.cluster.specs import ClusterSpec
@@ -363,6 +364,11 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     assert sorted(name.rsplit("-", 2)[0] for name in logs) == ["rb-scheduler", "rb-worker"]
     assert set(logs.values()) == {FAKE_LOG_LINE + "\n"}
     assert cluster.get_logs(cluster=False, tail=0) == dict.fromkeys(logs, "")
+    # Scaling: the worker Deployment's replicas, and the retired pods' deletion cost.
+    cluster.scale(2)
+    cluster.wait_for_pods(timeout=120)
+    (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
+    Kube.connect(as_account).annotate("v1", "Pod", pod, namespace, {DELETION_COST: RETIRED_COST})
     assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 3
 
 
