@@ -102,14 +102,14 @@ def _check_namespace(kube: Kube, namespace: str) -> None:
         raise ConfigError(f"namespace {namespace!r} does not exist")
 
 
-def _given(spec: ClusterSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+def given_fields(spec: ClusterSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The fields the caller gave: a ClusterSpec's explicitly set ones, a mapping's keys, then `fields`."""
     if isinstance(spec, ClusterSpec):
         return {key: getattr(spec, key) for key in spec.model_fields_set} | dict(fields)
     return dict(spec or {}) | dict(fields)
 
 
-def _spec_annotation(spec: ClusterSpec) -> str:
+def spec_annotation(spec: ClusterSpec) -> str:
     """The applied spec, stored on the scheduler Deployment: the fields a re-apply or an attach
     starts from (not n_workers: the worker Deployment's replicas are its truth, scaled since)."""
     return json.dumps(spec.model_dump(mode="json", exclude={"n_workers"}), sort_keys=True)
@@ -167,7 +167,7 @@ def start_dask_cluster(
     that its Python minor is this client's (unless `check_python=False`). Closing it deletes
     the cluster only if this call created it, unless `shutdown_on_close` says otherwise.
     """
-    given = _given(spec, fields) | ({"name": name} if name is not None else {})
+    given = given_fields(spec, fields) | ({"name": name} if name is not None else {})
     first = cluster_spec(given)  # bad input fails here, before anything talks to Kubernetes
     if first.service_type != "ClusterIP" and not first.use_tls:
         warnings.warn(
@@ -236,7 +236,7 @@ def _deploy(
             )
         for obj in render_cluster(spec):
             if obj["kind"] == "Deployment" and obj["metadata"]["name"] == labels.component_name(spec.name, "scheduler"):
-                obj["metadata"].setdefault("annotations", {})[labels.SPEC_ANNOTATION] = _spec_annotation(spec)
+                obj["metadata"].setdefault("annotations", {})[labels.SPEC_ANNOTATION] = spec_annotation(spec)
             progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
