@@ -291,17 +291,22 @@ class DaskCluster(Cluster):
     async def _scale_down(self, workers: list[str]) -> None:
         self._keyed_pods()
         await self._refresh_pods()
-        still_there: set[str] = set()
+        joined: set[str] = set()
         if self.scheduler_comm is not None:
             info = await self.scheduler_comm.identity()
-            still_there = {w["name"] for w in info["workers"].values()}
-        # A worker the scheduler could not retire (its data had nowhere to go) keeps its pod.
-        current = {p["metadata"]["name"] for p in self._pods}
-        going = sorted({self._seen.get(w, w) for w in workers if w not in still_there} & current)
+            joined = {w["host"] for w in info["workers"].values()}
+        # Only pods where no worker runs now: one the scheduler could not retire (its data had
+        # nowhere to go), or that has joined since it was chosen, keeps its pod.
+        wanted = {self._seen.get(w, w) for w in workers}
+        going = sorted(
+            p["metadata"]["name"]
+            for p in self._pods
+            if p["metadata"]["name"] in wanted and p.get("status", {}).get("podIP") not in joined
+        )
         if not going:
             return
         self.progress(f"removing the pods of retired workers: {', '.join(going)}")
-        await asyncio.to_thread(self._remove_pods, going, len(current) - len(going))
+        await asyncio.to_thread(self._remove_pods, going, len(self._pods) - len(going))
 
     def _remove_pods(self, names: list[str], replicas: int) -> None:
         for name in names:
