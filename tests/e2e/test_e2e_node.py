@@ -147,15 +147,17 @@ def test_scaling_down_retires_the_workers_the_scheduler_chooses_and_keeps_every_
         total = float(x.sum().compute())
         keys = set(client.who_has(x))
         before = worker_pods(kube, "e2e")
-        spread = set(client.has_what())
-        assert len(keys) == 36 and len(spread) == 3
+        held = {worker: set(held) for worker, held in client.has_what().items()}
+        assert len(keys) == 36 and len(held) == 3
 
         dask_cluster.scale(1)
         wait_for(lambda: len(worker_pods(kube, "e2e")) == 1, "1 worker pod", 120)
         left = worker_pods(kube, "e2e")
         survivor = set(client.scheduler_info()["workers"])
         # Exactly the pods of the retired workers went: the one left is the survivor's.
-        assert left == pods_of(client, kube, "e2e", survivor) and left < before
+        assert len(survivor) == 1 and left == pods_of(client, kube, "e2e", survivor) and left < before
+        retired = set(held) - survivor
+        assert len(retired) == 2 and any(held[worker] for worker in retired)  # they held data, moved
         who_has = client.who_has(x)
         assert set(who_has) == keys and all(holders for holders in who_has.values())
         assert float(x.sum().compute()) == pytest.approx(total)
