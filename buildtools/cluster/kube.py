@@ -278,9 +278,9 @@ class PortForward:
                 pod = "?"
                 try:
                     pod = self.pick_pod(failed)
-                    if self._relay(connection, self._open_stream(pod), unanswered):
+                    failure = self._relay(connection, self._open_stream(pod), unanswered)
+                    if failure is None:
                         return
-                    failure = f"no answer from the pod within {self.answer_timeout:.0f} s"
                 except (MinimalDaskError, ApiException, OSError) as e:
                     failure = str(e)
                 failed.add(pod)
@@ -292,34 +292,35 @@ class PortForward:
         finally:
             connection.close()
 
-    def _relay(self, connection: socket.socket, stream: Any, unanswered: bytearray) -> bool:
-        """Pipe until either side closes (True), or False when the client's bytes got no
-        answer within answer_timeout. A client that sends nothing is waited for: the
-        protocol may be one where the client speaks first, later."""
+    def _relay(self, connection: socket.socket, stream: Any, unanswered: bytearray) -> str | None:
+        """Pipe until either side closes (None), or why the pod never answered: the client's
+        bytes got no answer within answer_timeout, or the stream ended first (a pod that is
+        gone or not listening). A client that sends nothing is waited for: the protocol may
+        be one where the client speaks first, later."""
         remote = stream.socket(self.port)
         remote.setblocking(True)
         try:
             return self._relay_until_done(connection, remote, unanswered)
         except OSError:  # a side reset: the connection is over, not worth another attempt
-            return True
+            return None
         finally:
             remote.close()
             with suppress(Exception):
                 stream.close()
 
-    def _relay_until_done(self, connection: socket.socket, remote: Any, unanswered: bytearray) -> bool:
+    def _relay_until_done(self, connection: socket.socket, remote: Any, unanswered: bytearray) -> str | None:
         answered = False
         asked_at = time.monotonic() if unanswered else None
         if unanswered:
             remote.sendall(unanswered)
         while not self._closed.is_set():
             if not answered and asked_at is not None and time.monotonic() - asked_at > self.answer_timeout:
-                return False
+                return f"no answer from the pod within {self.answer_timeout:.0f} s"
             readable, _, _ = select.select([connection, remote], [], [], 0.5)
             for sock in readable:
                 data = sock.recv(65536)
                 if not data:
-                    return True
+                    return None if answered or sock is connection else "the pod closed the stream without answering"
                 if sock is connection:
                     remote.sendall(data)
                     if not answered:
@@ -328,7 +329,7 @@ class PortForward:
                 else:
                     answered = True
                     connection.sendall(data)
-        return True
+        return None
 
     def close(self) -> None:
         self._closed.set()
