@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from distributed import Client, wait
+from distributed import Client, KilledWorker, wait
 
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.node
 NODE_NAME = "minimaldask-e2e"
 NAMESPACE = "e2e"
 START_TIMEOUT = 600.0
+OFFSET = 10
 
 
 @pytest.fixture(scope="session")
@@ -186,24 +187,28 @@ def test_adapt_scales_up_under_load_and_down_when_idle_keeping_every_key(dask_cl
         assert float(x.sum().compute()) == 2000 * 2000
 
 
+def offset(x: int) -> int:  # defined here (pickled by value, as 3.11 bytecode), reading a global
+    return x + OFFSET
+
+
 def test_a_python_minor_mismatch_crashes_the_scheduler_and_the_guard_refuses_it_first(
     node: Node, debian_ref: str
 ) -> None:
-    def square(x: int) -> int:  # defined here: pickled by value, as this Python's bytecode
-        return x * x
-
     with start(node, "e2e-python", debian_ref, n_workers=1, resources=SMALL_WORKER) as cluster:
         # The guard: attaching as this client (3.11) to the image's scheduler (3.13) fails, no task sent.
         with pytest.raises(VersionMismatchError, match=r"runs Python 3\.13, this client Python 3\.11.*check_python"):
             DaskCluster.from_name("e2e-python", NAMESPACE, kubeconfig=str(node.kubeconfig))
-        # Without it (check_python=False, as `start` here passes): the map never completes.
+        # Without it (check_python=False, as `start` here passes): the scheduler cannot pickle the
+        # task again for a worker, drops every worker, and the map never gives a result.
         with Client(cluster, timeout=60) as client:
             client.wait_for_workers(1, timeout=START_TIMEOUT)
-            futures = client.map(square, range(5))
-            with pytest.raises(TimeoutError):
-                wait(futures, timeout=60)
+            futures = client.map(offset, range(5))
+            with pytest.raises((KilledWorker, TimeoutError)):
+                wait(futures, timeout=90)
+                client.gather(futures)
         scheduler_log = "\n".join(cluster.get_logs(cluster=False, workers=False).values())
-        assert "IndexError" in scheduler_log, scheduler_log[-3000:]
+        assert "IndexError: tuple index out of range" in scheduler_log, scheduler_log[-3000:]
+        assert "Lost all workers" in scheduler_log, scheduler_log[-3000:]
 
 
 def test_an_asynchronous_handle_attaches_in_async_code(node: Node, dask_cluster: DaskCluster) -> None:
