@@ -235,8 +235,11 @@ class PortForward:
     def _open_stream(self, pod: str) -> Any:
         """The port-forward websocket to pod, or TimeoutError after open_timeout. The opener
         runs in a thread of its own (the client's websocket connect has no timeout); one
-        that answers after the caller gave up closes its stream itself."""
-        core = client.CoreV1Api(self.kube.api)
+        that answers after the caller gave up closes its stream itself. The stream gets an
+        ApiClient of its own: the client's `portforward` swaps the request method of the
+        ApiClient it is given while it connects, which would send the API calls other threads
+        make meanwhile (the handle's, adapt's) down the websocket path."""
+        core = client.CoreV1Api(client.ApiClient(self.kube.api.configuration))
         outcome: list[Any] = []
         answered = threading.Condition()
 
