@@ -187,19 +187,18 @@ def test_adapt_scales_up_under_load_and_down_when_idle_keeping_every_key(dask_cl
         assert float(x.sum().compute()) == 2000 * 2000
 
 
-def offset(x: int) -> int:  # defined here (pickled by value, as 3.11 bytecode), reading a global
-    return x + OFFSET
-
-
 def test_a_python_minor_mismatch_crashes_the_scheduler_and_the_guard_refuses_it_first(
     node: Node, debian_ref: str
 ) -> None:
+    def offset(x: int) -> int:  # defined here: pickled by value, as 3.11 bytecode, reading a global
+        return x + OFFSET
+
     with start(node, "e2e-python", debian_ref, n_workers=1, resources=SMALL_WORKER) as cluster:
         # The guard: attaching as this client (3.11) to the image's scheduler (3.13) fails, no task sent.
         with pytest.raises(VersionMismatchError, match=r"runs Python 3\.13, this client Python 3\.11.*check_python"):
             DaskCluster.from_name("e2e-python", NAMESPACE, kubeconfig=str(node.kubeconfig))
-        # Without it (check_python=False, as `start` here passes): the scheduler cannot pickle the
-        # task again for a worker, drops every worker, and the map never gives a result.
+        # Without it (check_python=False, as `start` here passes): every worker is lost, and the
+        # map never gives a result.
         with Client(cluster, timeout=60) as client:
             client.wait_for_workers(1, timeout=START_TIMEOUT)
             futures = client.map(offset, range(5))
@@ -207,8 +206,11 @@ def test_a_python_minor_mismatch_crashes_the_scheduler_and_the_guard_refuses_it_
                 wait(futures, timeout=90)
                 client.gather(futures)
         scheduler_log = "\n".join(cluster.get_logs(cluster=False, workers=False).values())
-        assert "IndexError: tuple index out of range" in scheduler_log, scheduler_log[-3000:]
+        # The scheduler fails to pickle the task again (IndexError in dis, seen from a script's
+        # __main__ function) or its workers die running it (seen with this test's function).
         assert "Lost all workers" in scheduler_log, scheduler_log[-3000:]
+        crashed = ("IndexError: tuple index out of range", "workers died while trying to run it")
+        assert any(symptom in scheduler_log for symptom in crashed), scheduler_log[-3000:]
 
 
 def test_an_asynchronous_handle_attaches_in_async_code(node: Node, dask_cluster: DaskCluster) -> None:
@@ -258,8 +260,14 @@ def wait_gone(what: str, check: object, timeout: float = 180.0) -> None:
 
 def test_delete_leaves_no_pod_container_or_object(node: Node, kube: Kube, debian_ref: str) -> None:
     name = "e2e-delete"
-    start_dask_cluster(
-        name, namespace=NAMESPACE, image=debian_ref, n_workers=1, kubeconfig=str(node.kubeconfig), timeout=300
+    start_dask_cluster(  # the objects only: no scheduler connection needed
+        name,
+        namespace=NAMESPACE,
+        image=debian_ref,
+        n_workers=1,
+        kubeconfig=str(node.kubeconfig),
+        timeout=300,
+        connect=False,
     )
     selector = labels.label_selector(name)
     assert kube.list("v1", "Pod", NAMESPACE, selector)
