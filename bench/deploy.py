@@ -61,7 +61,9 @@ def fresh_namespace(kubeconfig: str) -> str:
 def ours(kubeconfig: str, workers: int) -> tuple[float, float]:
     namespace = fresh_namespace(kubeconfig)
     options = {"timeout": TIMEOUT, "kubeconfig": kubeconfig}
-    ready = timed(lambda: start_dask_cluster("bench", namespace=namespace, image=IMAGE, n_workers=workers, **options))
+    # connect=False: kwok runs no container, so there is no scheduler to connect to.
+    start = {"namespace": namespace, "image": IMAGE, "n_workers": workers, "connect": False}
+    ready = timed(lambda: start_dask_cluster("bench", **start, **options))
     deleted = timed(lambda: delete_dask_cluster("bench", namespace, **options))
     return ready, deleted
 

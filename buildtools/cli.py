@@ -340,6 +340,7 @@ def render_rbac_command(
 
 
 KubeconfigOpt = Annotated[str | None, typer.Option(help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")]
+ContextOpt = Annotated[str | None, typer.Option(help="Kubeconfig context (default: its current context).")]
 
 
 @app.command()
@@ -350,19 +351,33 @@ def up(
     image: ImageOpt = None,
     workers: WorkersOpt = None,
     service_type: ServiceTypeOpt = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300,
+    timeout: Annotated[float, typer.Option(help="Seconds for the prepull and the rollout together.")] = 300,
+    wait: Annotated[bool, typer.Option(help="Wait until the scheduler and the workers are Ready.")] = True,
+    prepull: Annotated[bool, typer.Option(help="Prepull the image onto every node first.")] = False,
+    keep_on_failure: Annotated[bool, typer.Option(help="Leave the objects of a failed start for inspection.")] = False,
     kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
 ) -> None:
-    """Start (or update) a Dask cluster on Kubernetes and print where it is."""
+    """Start (or update) a Dask cluster on Kubernetes and print where it is.
+
+    Every field of the cluster is reachable through the spec file (docs/CLUSTER-SPEC.md); on a
+    cluster that runs, only the fields given change (the others, and its workers, stay)."""
     from buildtools.cluster import contract, labels
     from buildtools.cluster.deploy import start_dask_cluster
 
-    spec = start_dask_cluster(
+    with start_dask_cluster(
         spec=cluster_spec(name, spec_file, namespace, image, workers, service_type),
         timeout=timeout,
+        wait=wait,
+        prepull=prepull,
+        keep_on_failure=keep_on_failure,
         kubeconfig=kubeconfig,
+        context=context,
         on_progress=progress,
-    ).spec
+        connect=False,  # the command ends here: nothing to connect for
+        shutdown_on_close=False,
+    ) as cluster:
+        spec = cluster.spec
     table = Table(title=f"Dask cluster {spec.namespace}/{spec.name}")
     table.add_column("scheduler (in cluster)")
     table.add_column("dashboard (in cluster)")
@@ -380,11 +395,12 @@ def down(
     name: Annotated[str, typer.Argument(help="Cluster name.")],
     namespace: NamespaceOpt = "default",
     kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
 ) -> None:
     """Delete everything a Dask cluster created (idempotent)."""
     from buildtools.cluster.deploy import delete_dask_cluster
 
-    count = delete_dask_cluster(name, namespace, kubeconfig=kubeconfig, on_progress=progress)
+    count = delete_dask_cluster(name, namespace, kubeconfig=kubeconfig, context=context, on_progress=progress)
     out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)
 
 

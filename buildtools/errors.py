@@ -67,3 +67,7 @@ class AdmissionError(DeployError):
     """The API server admitted an object but not its pods, or rejected it outright: a
     ResourceQuota, LimitRange, PodSecurity or webhook refusal (at the dry-run, or as a
     Deployment's ReplicaFailure); the message names the object and the server's reason."""
+
+
+class VersionMismatchError(MinimalDaskError):
+    """The client and the cluster cannot work together (e.g. different Python minors)."""

@@ -7,6 +7,7 @@ Python side and the manifests, and how a ClusterSpec becomes a Dask container's 
 from __future__ import annotations
 
 import math
+import sys
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -73,12 +74,15 @@ TLS_ENV = (
 
 
 def default_image(registry: str = DEFAULT_REGISTRY) -> str:
-    """The Debian image of the locally installed distributed's version, so client and cluster agree."""
+    """The Debian image of the local distributed's version and Python minor (the `{dask}-py{python}`
+    tag of images/*/image.toml), so client and cluster agree: a function pickled by one Python
+    minor can crash another's scheduler."""
     try:
         version = metadata.version("distributed")
     except metadata.PackageNotFoundError:
         raise ConfigError("distributed is not installed: give the image explicitly") from None
-    return f"{registry.rstrip('/')}/{DEFAULT_REPOSITORY}:{version}"
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"{registry.rstrip('/')}/{DEFAULT_REPOSITORY}:{version}-py{python}"
 
 
 def scheduler_address(spec: ClusterSpec) -> str:

@@ -4,22 +4,25 @@ specs (validated values) -> render (manifests) -> kube (server-side apply) -> wa
 Bad input fails before anything is created; a failed start removes what it created
 (unless keep_on_failure); every wait has one deadline and names what it waits for.
 The cluster's fields are ClusterSpec's (one schema with the spec file); the arguments here
-are about the deploy itself: where, how long, what to report. One module for the public
-functions and the handle they return: start, delete and prepull share the rollout wait,
-and the handle's close is a delete.
+are about the deploy itself: where, how long, what to report, and the handle it returns
+(handle.DaskCluster, which runs the deploy in its start and may delete the cluster when closed).
+The spec a cluster was applied with is stored on its scheduler Deployment: a re-apply changes
+only the fields given, and `attach` (DaskCluster.from_name) finds the cluster's fields again.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from buildtools.cluster import contract, labels, preflight
-from buildtools.cluster.kube import Kube, PortForward
-from buildtools.cluster.kubetypes import Count, DnsLabel, validate
+from buildtools.cluster import labels, preflight
+from buildtools.cluster.handle import DaskCluster
+from buildtools.cluster.kube import Kube
+from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.render import render_cluster, render_prepuller
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
 from buildtools.cluster.waits import (
@@ -40,6 +43,8 @@ from buildtools.errors import (
     UnschedulableError,
     WaitTimeout,
 )
+
+__all__ = ["DaskCluster", "attach", "delete_dask_cluster", "prepull_images", "start_dask_cluster"]
 
 Progress = Callable[[str], None]
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
@@ -116,130 +121,6 @@ def wait_rollout(
     return wait_until(check, what, timeout, progress, POLL_INTERVAL, on_timeout=on_timeout, explain=explain)
 
 
-@dataclass
-class DaskCluster:
-    """A running Dask cluster: its address, dashboard, scaling, logs and removal."""
-
-    spec: ClusterSpec
-    kube: Kube = field(repr=False)
-    progress: Progress = field(default=_quiet, repr=False)
-    _forwards: dict[int, PortForward] = field(default_factory=dict, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def namespace(self) -> str:
-        return self.spec.namespace
-
-    def wait(self, timeout: float | Deadline = DEFAULT_TIMEOUT) -> None:
-        """Until the scheduler and then the workers are rolled out, within one deadline."""
-        deadline = Deadline.of(timeout)
-        for component in ("scheduler", "worker"):
-            wait_rollout(
-                self.kube,
-                "apps/v1",
-                "Deployment",
-                labels.component_name(self.name, component),
-                self.namespace,
-                labels.label_selector(self.name, component),
-                deadline,
-                self.progress,
-            )
-
-    def _service(self) -> dict[str, Any]:
-        service = self.kube.get("v1", "Service", labels.scheduler_service_name(self.name), self.namespace)
-        if service is None:
-            raise DeployError(f"the scheduler Service of cluster {self.name} is gone")
-        return service
-
-    def _reach(self, port_name: str, port: int, scheme: str) -> str:
-        """An address of the scheduler's port that works from where this process runs."""
-        host = f"{labels.scheduler_service_name(self.name)}.{self.namespace}.svc"
-        if self.kube.in_cluster:
-            return f"{scheme}://{host}:{port}"
-        service = self._service()
-        service_port = next(p for p in service["spec"]["ports"] if p["name"] == port_name)
-        if self.spec.service_type == "LoadBalancer":
-            ingress = (service.get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
-            address = ingress.get("ip") or ingress.get("hostname")
-            if not address:
-                raise DeployError(f"the LoadBalancer of cluster {self.name} has no address yet")
-            return f"{scheme}://{address}:{service_port['port']}"
-        if self.spec.service_type == "NodePort":
-            return f"{scheme}://{self._node_address()}:{service_port['nodePort']}"
-        return f"{scheme}://127.0.0.1:{self._forward(port).local_port}"
-
-    def _node_address(self) -> str:
-        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "scheduler"))
-        for pod in pods:
-            if host_ip := pod.get("status", {}).get("hostIP"):
-                return str(host_ip)
-        raise DeployError(f"the scheduler pod of cluster {self.name} has no node yet")
-
-    def _ready_scheduler_pod(self) -> str:
-        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "scheduler"))
-        ready = [p["metadata"]["name"] for p in pods if pod_is_ready(p)]
-        if not ready:
-            raise DeployError(f"no ready scheduler pod in cluster {self.namespace}/{self.name} to forward to")
-        return str(ready[0])
-
-    def _forward(self, port: int) -> PortForward:
-        """A managed port-forward from 127.0.0.1 to a ready scheduler pod (re-picked per connection)."""
-        if port not in self._forwards:
-            self._ready_scheduler_pod()  # fail now, not at the first connection, when there is none
-            self._forwards[port] = self.kube.port_forward(self.namespace, self._ready_scheduler_pod, port)
-        return self._forwards[port]
-
-    @property
-    def scheduler_address(self) -> str:
-        return self._reach(contract.COMM_PORT_NAME, contract.SCHEDULER_PORT, "tls" if self.spec.use_tls else "tcp")
-
-    @property
-    def dashboard_url(self) -> str:
-        return self._reach(contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT, "http")
-
-    def scale(self, n_workers: int, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
-        validate(Count, "n_workers", n_workers)
-        name = labels.component_name(self.name, "worker")
-        self.kube.patch_scale(name, self.namespace, n_workers)
-        if wait:
-            wait_rollout(
-                self.kube,
-                "apps/v1",
-                "Deployment",
-                name,
-                self.namespace,
-                labels.label_selector(self.name, "worker"),
-                timeout,
-                self.progress,
-            )
-
-    def logs(self, tail: int | None = None) -> dict[str, str]:
-        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name))
-        return {
-            p["metadata"]["name"]: self.kube.pod_log(self.namespace, p["metadata"]["name"], tail=tail) for p in pods
-        }
-
-    def client(self, **kwargs: Any) -> Any:
-        from distributed import Client
-
-        return Client(self.scheduler_address, **kwargs)
-
-    def close(self, wait: bool = True) -> None:
-        for forward in self._forwards.values():
-            forward.close()
-        self._forwards.clear()
-        delete_dask_cluster(self.name, self.namespace, wait=wait, kube=self.kube)
-
-    def __enter__(self) -> DaskCluster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _check_namespace(kube: Kube, namespace: str) -> None:
     try:
         exists = kube.namespace_exists(namespace)
@@ -249,10 +130,45 @@ def _check_namespace(kube: Kube, namespace: str) -> None:
         raise ConfigError(f"namespace {namespace!r} does not exist")
 
 
+def given_fields(spec: ClusterSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields the caller gave: a ClusterSpec's explicitly set ones, a mapping's keys, then `fields`."""
+    if isinstance(spec, ClusterSpec):
+        return {key: getattr(spec, key) for key in spec.model_fields_set} | dict(fields)
+    return dict(spec or {}) | dict(fields)
+
+
+def spec_annotation(spec: ClusterSpec) -> str:
+    """The applied spec, stored on the scheduler Deployment: the fields a re-apply or an attach
+    starts from (not n_workers: the worker Deployment's replicas are its truth, scaled since)."""
+    return json.dumps(spec.model_dump(mode="json", exclude={"n_workers"}), sort_keys=True)
+
+
+def stored_spec(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
+    """The fields of a running cluster (None when there is none): the spec it was applied with,
+    or, for one applied otherwise (kubectl, GitOps), what its objects show; n_workers is the
+    worker Deployment's replicas."""
+    scheduler = kube.get("apps/v1", "Deployment", labels.component_name(name, "scheduler"), namespace)
+    if scheduler is None:
+        return None
+    annotation = (scheduler["metadata"].get("annotations") or {}).get(labels.SPEC_ANNOTATION)
+    if annotation:
+        fields: dict[str, Any] = json.loads(annotation)
+    else:
+        service = kube.get("v1", "Service", labels.scheduler_service_name(name), namespace) or {}
+        image = scheduler["spec"]["template"]["spec"]["containers"][0]["image"]
+        fields = {"name": name, "namespace": namespace, "image": image}
+        if service_type := service.get("spec", {}).get("type"):
+            fields["service_type"] = service_type
+    worker = kube.get("apps/v1", "Deployment", labels.component_name(name, "worker"), namespace)
+    if worker is not None:
+        fields["n_workers"] = worker["spec"].get("replicas", 0)
+    return fields
+
+
 def start_dask_cluster(
     name: str | None = None,
     *,
-    spec: ClusterSpec | None = None,
+    spec: ClusterSpec | Mapping[str, Any] | None = None,
     prepull: bool = False,
     wait: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
@@ -260,31 +176,82 @@ def start_dask_cluster(
     kubeconfig: str | None = None,
     context: str | None = None,
     on_progress: Progress | None = None,
+    connect: bool = True,
+    check_python: bool = True,
+    shutdown_on_close: bool | None = None,
+    security: Any = None,
+    asynchronous: bool = False,
     **fields: Any,
 ) -> DaskCluster:
-    """Create (or update in place) a Dask cluster and return its handle.
+    """Create a Dask cluster, or update a running one, and return its handle.
 
-    The cluster is `spec`, or ClusterSpec(name=name, **fields), or `spec` with `name` and
-    `fields` overriding its own: `start_dask_cluster(**yaml.safe_load(spec_file))` is the
-    cluster the file describes. Re-running with the same name applies only what changed
-    (server-side apply). `timeout` bounds the whole start, in one deadline: the checks before
-    anything is created (permissions, a server-side dry run), the prepull and the rollout.
+    The cluster is `spec` (a ClusterSpec or a spec file's mapping) with `name` and `fields`
+    overriding it. A cluster that already runs changes only in the fields given here: the
+    others keep their applied values, and its workers their current number (server-side
+    apply; the Service is never recreated). `timeout` bounds the whole start in one deadline:
+    the checks before anything is created (permissions, a server-side dry run), the prepull, the
+    rollout and the first answer of the scheduler.
+
+    The handle connects to the scheduler (unless `connect=False` or `wait=False`) and checks
+    that its Python minor is this client's (unless `check_python=False`). Closing it deletes
+    the cluster only if this call created it, unless `shutdown_on_close` says otherwise.
     """
     deadline = Deadline.after(timeout)
-    spec = cluster_spec(spec, **({"name": name} if name is not None else {}), **fields)
-    if spec.service_type != "ClusterIP" and not spec.use_tls:
+    given = given_fields(spec, fields) | ({"name": name} if name is not None else {})
+    first = cluster_spec(given)  # bad input fails here, before anything talks to Kubernetes
+    if first.service_type != "ClusterIP" and not first.use_tls:
         warnings.warn(
-            f"cluster {spec.name}: the scheduler is exposed outside the cluster ({spec.service_type}) WITHOUT TLS: "
-            "anyone who reaches it can run code on your workers; pass tls_secret=...",
+            f"cluster {first.name}: the scheduler is exposed outside the cluster ({first.service_type}) "
+            "WITHOUT TLS: anyone who reaches it can run code on your workers; pass tls_secret=...",
             stacklevel=2,
         )
     progress = on_progress or _quiet
     kube = Kube.connect(kubeconfig, context)
-    _check_namespace(kube, spec.namespace)
+    _check_namespace(kube, first.namespace)
+    existing = stored_spec(kube, first.name, first.namespace)
+    resolved = first if existing is None else cluster_spec(existing | given)
+
+    def deploy() -> None:
+        _deploy(
+            kube,
+            resolved,
+            created=existing is None,
+            prepull=prepull,
+            wait=wait,
+            deadline=deadline,
+            keep_on_failure=keep_on_failure,
+            progress=progress,
+        )
+
+    return DaskCluster(
+        resolved,
+        kube,
+        deploy=deploy,
+        shutdown_on_close=existing is None if shutdown_on_close is None else shutdown_on_close,
+        connect=connect and wait,
+        check_python=check_python,
+        connect_timeout=deadline,
+        security=security,
+        progress=progress,
+        asynchronous=asynchronous,
+    )
+
+
+def _deploy(
+    kube: Kube,
+    spec: ClusterSpec,
+    *,
+    created: bool,
+    prepull: bool,
+    wait: bool,
+    deadline: Deadline,
+    keep_on_failure: bool,
+    progress: Progress,
+) -> None:
+    """Apply the cluster's objects and wait for their rollout; a failed start of a new cluster
+    removes what it created (unless keep_on_failure). Permissions and a server-side dry run of
+    every object come first: a refusal fails before anything exists."""
     preflight.preflight(kube, spec, prepull)
-    scheduler = labels.component_name(spec.name, "scheduler")
-    existed = kube.get("apps/v1", "Deployment", scheduler, spec.namespace) is not None
-    cluster = DaskCluster(spec, kube, progress)
     try:
         if prepull:
             prepull_images(
@@ -297,19 +264,69 @@ def start_dask_cluster(
                 on_progress=progress,
             )
         for obj in render_cluster(spec):
+            if obj["kind"] == "Deployment" and obj["metadata"]["name"] == labels.component_name(spec.name, "scheduler"):
+                obj["metadata"].setdefault("annotations", {})[labels.SPEC_ANNOTATION] = spec_annotation(spec)
             progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
-            cluster.wait(deadline)
+            wait_cluster(kube, spec.name, spec.namespace, deadline, progress)
     except BaseException as failure:
-        if not existed and not keep_on_failure:
+        if created and not keep_on_failure:
             progress(f"start failed: removing what was created for cluster {spec.name}")
             try:
                 delete_dask_cluster(spec.name, spec.namespace, timeout=CLEANUP_TIMEOUT, kube=kube, on_progress=progress)
             except MinimalDaskError as cleanup:
                 failure.add_note(f"cleanup of cluster {spec.name} failed too: {cleanup}")
         raise
-    return cluster
+
+
+def wait_cluster(kube: Kube, name: str, namespace: str, timeout: float | Deadline, progress: Progress) -> None:
+    """Until the scheduler and then the workers are rolled out, within one deadline."""
+    deadline = Deadline.of(timeout)
+    for component in ("scheduler", "worker"):
+        wait_rollout(
+            kube,
+            "apps/v1",
+            "Deployment",
+            labels.component_name(name, component),
+            namespace,
+            labels.label_selector(name, component),
+            deadline,
+            progress,
+        )
+
+
+def attach(
+    name: str,
+    namespace: str = "default",
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    on_progress: Progress | None = None,
+    connect: bool = True,
+    check_python: bool = True,
+    shutdown_on_close: bool = False,
+    security: Any = None,
+    asynchronous: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> DaskCluster:
+    """The handle of a running cluster (DaskCluster.from_name); nothing is applied or changed."""
+    validate(DnsLabel, "name", name)
+    kube = Kube.connect(kubeconfig, context)
+    fields = stored_spec(kube, name, namespace)
+    if fields is None:
+        raise DeployError(f"there is no Dask cluster {namespace}/{name} (no Deployment {name}-scheduler)")
+    return DaskCluster(
+        cluster_spec(fields),
+        kube,
+        shutdown_on_close=shutdown_on_close,
+        connect=connect,
+        check_python=check_python,
+        connect_timeout=timeout,
+        security=security,
+        progress=on_progress or _quiet,
+        asynchronous=asynchronous,
+    )
 
 
 def delete_dask_cluster(

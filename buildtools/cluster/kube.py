@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from kubernetes.stream import portforward
 
+from buildtools.cluster.waits import pod_is_ready
 from buildtools.errors import AdmissionError, ConfigError, DeployError, ForbiddenError, MinimalDaskError
 
 FIELD_MANAGER = "minimaldask"
@@ -158,10 +159,34 @@ class Kube:
         with api_call(f"delete {kind} {name}"), suppress(NotFoundError):
             resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Foreground"})
 
+    def annotate(self, api_version: str, kind: str, name: str, namespace: str, annotations: dict[str, str]) -> None:
+        """Set annotations (a merge patch): they are not the applied spec's, so apply keeps them."""
+        resource = self.resource(api_version, kind)
+        with api_call(f"annotate {kind} {namespace}/{name}"):
+            resource.patch(
+                body={"metadata": {"annotations": annotations}},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
+
+    def ready_pods(self, namespace: str, service: str) -> list[str]:
+        """The Ready pods behind a Service (its selector's), where its traffic may go."""
+        found = self.get("v1", "Service", service, namespace)
+        if found is None:
+            raise DeployError(f"Service {namespace}/{service} is gone")
+        selector = ",".join(f"{key}={value}" for key, value in sorted((found["spec"].get("selector") or {}).items()))
+        return sorted(p["metadata"]["name"] for p in self.list("v1", "Pod", namespace, selector) if pod_is_ready(p))
+
     def patch_scale(self, name: str, namespace: str, replicas: int) -> None:
+        """A Deployment's replicas, by a patch of the Deployment (the Role's `patch`; no scale subresource)."""
+        resource = self.resource("apps/v1", "Deployment")
         with api_call(f"scale Deployment {namespace}/{name}"):
-            client.AppsV1Api(self.api).patch_namespaced_deployment_scale(
-                name, namespace, {"spec": {"replicas": replicas}}
+            resource.patch(
+                body={"spec": {"replicas": replicas}},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
             )
 
     def namespace_exists(self, namespace: str) -> bool:
@@ -205,17 +230,19 @@ class Kube:
         with api_call(f"list {kind} in {namespace}"):
             return bool(resource.get(namespace=namespace, label_selector=selector, limit=1).items)
 
-    def port_forward(self, namespace: str, pick_pod: Callable[[], str], port: int) -> PortForward:
-        forward = PortForward(self, namespace, pick_pod, port)
+    def port_forward(self, namespace: str, service: str, port: int) -> PortForward:
+        forward = PortForward(self, namespace, service, port)
         forward.start()
         return forward
 
 
 @dataclass
 class PortForward:
-    """127.0.0.1:local_port -> pod:port over the API server, one websocket per connection.
+    """127.0.0.1:local_port -> a Ready pod of a Service, port `port`, over the API server, one
+    websocket per connection.
 
-    Each connection asks pick_pod for a ready pod, so a replaced pod is found again. Every
+    Each connection picks among the Service's Ready pods, so a replaced pod is found again, and
+    an attempt that fails re-picks, preferring a pod that has not failed yet. Every
     step is bounded: an upgrade that stalls, or a stream that never answers what the client
     sent (both seen on a cold node), is retried on a new stream with the client's bytes sent
     again; after the last attempt the local connection is closed and last_error says why,
@@ -224,7 +251,7 @@ class PortForward:
 
     kube: Kube
     namespace: str
-    pick_pod: Callable[[], str]
+    service: str
     port: int
     local_port: int = 0
     open_timeout: float = 10.0
@@ -233,6 +260,14 @@ class PortForward:
     last_error: str = ""
     _server: socket.socket | None = None
     _closed: threading.Event = field(default_factory=threading.Event)
+
+    def pick_pod(self, failed: set[str]) -> str:
+        """A Ready pod of the Service, one that has not failed this connection when there is one."""
+        ready = self.kube.ready_pods(self.namespace, self.service)
+        if not ready:
+            raise DeployError(f"no Ready pod behind Service {self.namespace}/{self.service} to forward to")
+        fresh = [pod for pod in ready if pod not in failed]
+        return (fresh or ready)[0]
 
     def start(self) -> None:
         server = socket.socket()
@@ -254,8 +289,11 @@ class PortForward:
     def _open_stream(self, pod: str) -> Any:
         """The port-forward websocket to pod, or TimeoutError after open_timeout. The opener
         runs in a thread of its own (the client's websocket connect has no timeout); one
-        that answers after the caller gave up closes its stream itself."""
-        core = client.CoreV1Api(self.kube.api)
+        that answers after the caller gave up closes its stream itself. The stream gets an
+        ApiClient of its own: the client's `portforward` swaps the request method of the
+        ApiClient it is given while it connects, which would send the API calls other threads
+        make meanwhile (the handle's, adapt's) down the websocket path."""
+        core = client.CoreV1Api(client.ApiClient(self.kube.api.configuration))
         outcome: list[Any] = []
         answered = threading.Condition()
 
@@ -291,16 +329,18 @@ class PortForward:
         that never answers what the client sent (seen on a cold node: the upgrade succeeds,
         no byte ever comes back) is dropped and the client's bytes are sent again on a new one."""
         unanswered = bytearray()  # what the client sent before the pod's first byte
+        failed: set[str] = set()
         try:
             for attempt in range(1, self.attempts + 1):
                 pod = "?"
                 try:
-                    pod = self.pick_pod()
-                    if self._relay(connection, self._open_stream(pod), unanswered):
+                    pod = self.pick_pod(failed)
+                    failure = self._relay(connection, self._open_stream(pod), unanswered)
+                    if failure is None:
                         return
-                    failure = f"no answer from the pod within {self.answer_timeout:.0f} s"
                 except (MinimalDaskError, ApiException, OSError) as e:
                     failure = str(e)
+                failed.add(pod)
                 self.last_error = (
                     f"port-forward to {self.namespace}/{pod}:{self.port}, attempt {attempt}/{self.attempts}: {failure}"
                 )
@@ -309,34 +349,35 @@ class PortForward:
         finally:
             connection.close()
 
-    def _relay(self, connection: socket.socket, stream: Any, unanswered: bytearray) -> bool:
-        """Pipe until either side closes (True), or False when the client's bytes got no
-        answer within answer_timeout. A client that sends nothing is waited for: the
-        protocol may be one where the client speaks first, later."""
+    def _relay(self, connection: socket.socket, stream: Any, unanswered: bytearray) -> str | None:
+        """Pipe until either side closes (None), or why the pod never answered: the client's
+        bytes got no answer within answer_timeout, or the stream ended first (a pod that is
+        gone or not listening). A client that sends nothing is waited for: the protocol may
+        be one where the client speaks first, later."""
         remote = stream.socket(self.port)
         remote.setblocking(True)
         try:
             return self._relay_until_done(connection, remote, unanswered)
         except OSError:  # a side reset: the connection is over, not worth another attempt
-            return True
+            return None
         finally:
             remote.close()
             with suppress(Exception):
                 stream.close()
 
-    def _relay_until_done(self, connection: socket.socket, remote: Any, unanswered: bytearray) -> bool:
+    def _relay_until_done(self, connection: socket.socket, remote: Any, unanswered: bytearray) -> str | None:
         answered = False
         asked_at = time.monotonic() if unanswered else None
         if unanswered:
             remote.sendall(unanswered)
         while not self._closed.is_set():
             if not answered and asked_at is not None and time.monotonic() - asked_at > self.answer_timeout:
-                return False
+                return f"no answer from the pod within {self.answer_timeout:.0f} s"
             readable, _, _ = select.select([connection, remote], [], [], 0.5)
             for sock in readable:
                 data = sock.recv(65536)
                 if not data:
-                    return True
+                    return None if answered or sock is connection else "the pod closed the stream without answering"
                 if sock is connection:
                     remote.sendall(data)
                     if not answered:
@@ -345,7 +386,7 @@ class PortForward:
                 else:
                     answered = True
                     connection.sendall(data)
-        return True
+        return None
 
     def close(self) -> None:
         self._closed.set()

@@ -54,3 +54,8 @@ def label_selector(name: str, component: str | None = None) -> str:
     """A label selector string for list/watch calls: the cluster's objects, or one component's."""
     labels = {LABEL_CLUSTER: name} if component is None else selector_labels(name, component)
     return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+# On the scheduler Deployment: the spec the cluster was applied with (JSON, without n_workers),
+# from which a re-apply and an attach start.
+SPEC_ANNOTATION = "minimaldask/cluster-spec"

@@ -3,23 +3,31 @@ CoreDNS and a containerd of its own; pods really run, pull from the local regist
 private bridge. The Dask client runs on the host and reaches the scheduler through the port-forward
 that DaskCluster opens over the API server.
 
+The host's client is Python 3.11 and the Debian image Python 3.13: the clusters here are started
+with check_python=False, and their tasks are library functions, pickled by reference (a function
+defined here would crash the scheduler: test_a_python_minor_mismatch_... shows it).
+
 The node is started once per session and stopped at the end (MINIMALDASK_NODE_KEEP=1 keeps it up).
 It is never skipped: when it cannot start, every test here fails with the tail of its logs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from distributed import Client, KilledWorker, wait
 
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
 from buildtools.cluster.kube import Kube
-from buildtools.errors import ImagePullError
+from buildtools.errors import ImagePullError, VersionMismatchError
 from buildtools.settings import Settings
 from tests.helpers.node import Node, NodeError
 
@@ -28,6 +36,7 @@ pytestmark = pytest.mark.node
 NODE_NAME = "minimaldask-e2e"
 NAMESPACE = "e2e"
 START_TIMEOUT = 600.0
+OFFSET = 10
 
 
 @pytest.fixture(scope="session")
@@ -57,20 +66,28 @@ def debian_ref(debian_image: str) -> str:
     return debian_image
 
 
-@pytest.fixture(scope="module")
-def dask_cluster(node: Node, kube: Kube, debian_ref: str) -> Iterator[DaskCluster]:
+# Small enough for 20 workers on the one node (2 cores), with room for the scheduler.
+SMALL_WORKER = {"worker": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}}
+
+
+def start(node: Node, name: str, image: str, **fields: Any) -> DaskCluster:
     try:
-        cluster = start_dask_cluster(
-            "e2e",
+        return start_dask_cluster(
+            name,
             namespace=NAMESPACE,
-            image=debian_ref,
-            n_workers=2,
+            image=image,
             kubeconfig=str(node.kubeconfig),
             timeout=START_TIMEOUT,
+            check_python=False,
+            **fields,
         )
     except Exception as e:
         pytest.fail(f"start_dask_cluster failed: {e}\n{node.log_tail()}", pytrace=False)
-    with cluster:  # closes the port-forwards and deletes the cluster
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(node: Node, kube: Kube, debian_ref: str) -> Iterator[DaskCluster]:
+    with start(node, "e2e", debian_ref, n_workers=2, resources=SMALL_WORKER) as cluster:  # deletes it at the end
         yield cluster
 
 
@@ -79,7 +96,12 @@ def test_client_on_the_host_computes_through_the_port_forward(dask_cluster: Dask
 
     address = dask_cluster.scheduler_address
     assert address.startswith("tcp://127.0.0.1:")
-    with dask_cluster.client(timeout=60) as client:
+    assert dask_cluster.dashboard_link.startswith("http://127.0.0.1:")
+    health = dask_cluster.dashboard_link.replace("/status", "/health")
+    with urllib.request.urlopen(health, timeout=30) as answer:  # noqa: S310 - loopback http
+        assert answer.read() == b"ok"  # the dashboard, through its own forward
+    assert repr(dask_cluster).startswith(f"DaskCluster({NAMESPACE}/e2e, 'tcp://127.0.0.1:")
+    with Client(dask_cluster, timeout=60) as client:
         client.wait_for_workers(2, timeout=120)
         x = da.random.random((10000, 10000), chunks=(1000, 1000))
         y = (x + x.T)[::2, 5000:].mean(axis=1)
@@ -94,11 +116,135 @@ def test_client_on_the_host_computes_through_the_port_forward(dask_cluster: Dask
 
 
 def test_scale_adds_a_worker_that_joins(dask_cluster: DaskCluster) -> None:
-    dask_cluster.scale(3, timeout=START_TIMEOUT)
-    with dask_cluster.client(timeout=60) as client:
-        client.wait_for_workers(3, timeout=120)
+    dask_cluster.scale(3)
+    with Client(dask_cluster, timeout=60) as client:
+        client.wait_for_workers(3, timeout=START_TIMEOUT)
         assert len(client.scheduler_info()["workers"]) == 3
         assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+
+
+def worker_pods(kube: Kube, name: str) -> set[str]:
+    pods = kube.list("v1", "Pod", NAMESPACE, labels.label_selector(name, "worker"))
+    return {p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+def pods_of(client: Client, kube: Kube, name: str, workers: set[str]) -> set[str]:
+    """The pods of these workers (by the worker's host, the pod's IP)."""
+    hosts = {w["host"] for a, w in client.scheduler_info()["workers"].items() if a in workers}
+    pods = kube.list("v1", "Pod", NAMESPACE, labels.label_selector(name, "worker"))
+    return {p["metadata"]["name"] for p in pods if p["status"].get("podIP") in hosts}
+
+
+def test_scaling_down_retires_the_workers_the_scheduler_chooses_and_keeps_every_key(
+    dask_cluster: DaskCluster, kube: Kube
+) -> None:
+    import dask.array as da
+
+    dask_cluster.scale(3)
+    with Client(dask_cluster, timeout=60) as client:
+        client.wait_for_workers(3, timeout=START_TIMEOUT)
+        x = da.random.random((3000, 3000), chunks=(500, 500)).persist()
+        wait(x, timeout=120)
+        total = float(x.sum().compute())
+        keys = set(client.who_has(x))
+        before = worker_pods(kube, "e2e")
+        held = {worker: set(held) for worker, held in client.has_what().items()}
+        assert len(keys) == 36 and len(held) == 3
+
+        dask_cluster.scale(1)
+        wait_for(lambda: len(worker_pods(kube, "e2e")) == 1, "1 worker pod", 120)
+        left = worker_pods(kube, "e2e")
+        survivor = set(client.scheduler_info()["workers"])
+        # Exactly the pods of the retired workers went: the one left is the survivor's.
+        assert len(survivor) == 1 and left == pods_of(client, kube, "e2e", survivor) and left < before
+        retired = set(held) - survivor
+        assert len(retired) == 2 and any(held[worker] for worker in retired)  # they held data, moved
+        who_has = client.who_has(x)
+        assert set(who_has) == keys and all(holders for holders in who_has.values())
+        assert float(x.sum().compute()) == pytest.approx(total)
+
+
+def test_adapt_scales_up_under_load_and_down_when_idle_keeping_every_key(dask_cluster: DaskCluster, kube: Kube) -> None:
+    import dask.array as da
+
+    dask_cluster.scale(1)
+    with Client(dask_cluster, timeout=60) as client:
+        wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, "1 worker", 120)
+        x = da.ones((2000, 2000), chunks=(500, 500)).persist()
+        wait(x, timeout=120)
+        keys = set(client.who_has(x))
+        adaptive = dask_cluster.adapt(minimum=1, maximum=4, interval="500ms", wait_count=2, target_duration="1s")
+        try:
+            busy = client.map(time.sleep, [0.5] * 80, pure=False)
+            wait_for(lambda: len(client.scheduler_info()["workers"]) >= 3, "adapt up to >= 3 workers", START_TIMEOUT)
+            wait(busy, timeout=START_TIMEOUT)
+            del busy
+            wait_for(lambda: len(worker_pods(kube, "e2e")) == 1, "adapt down to 1 worker pod", START_TIMEOUT)
+        finally:
+            adaptive.stop()
+        who_has = client.who_has(x)
+        assert set(who_has) == keys and all(holders for holders in who_has.values())
+        assert float(x.sum().compute()) == 2000 * 2000
+
+
+def test_a_python_minor_mismatch_crashes_the_scheduler_and_the_guard_refuses_it_first(
+    node: Node, debian_ref: str
+) -> None:
+    def offset(x: int) -> int:  # defined here: pickled by value, as 3.11 bytecode, reading a global
+        return x + OFFSET
+
+    with start(node, "e2e-python", debian_ref, n_workers=1, resources=SMALL_WORKER) as cluster:
+        # The guard: attaching as this client (3.11) to the image's scheduler (3.13) fails, no task sent.
+        with pytest.raises(VersionMismatchError, match=r"runs Python 3\.13, this client Python 3\.11.*check_python"):
+            DaskCluster.from_name("e2e-python", NAMESPACE, kubeconfig=str(node.kubeconfig))
+        # Without it (check_python=False, as `start` here passes): every worker is lost, and the
+        # map never gives a result.
+        with Client(cluster, timeout=60) as client:
+            client.wait_for_workers(1, timeout=START_TIMEOUT)
+            futures = client.map(offset, range(5))
+            with pytest.raises((KilledWorker, TimeoutError)):
+                wait(futures, timeout=90)
+                client.gather(futures)
+        scheduler_log = "\n".join(cluster.get_logs(cluster=False, workers=False).values())
+        # The scheduler fails to pickle the task again (IndexError in dis, seen from a script's
+        # __main__ function) or its workers die running it (seen with this test's function).
+        assert "Lost all workers" in scheduler_log, scheduler_log[-3000:]
+        crashed = ("IndexError: tuple index out of range", "workers died while trying to run it")
+        assert any(symptom in scheduler_log for symptom in crashed), scheduler_log[-3000:]
+
+
+def test_an_asynchronous_handle_attaches_in_async_code(node: Node, dask_cluster: DaskCluster) -> None:
+    async def attach_and_compute() -> int:
+        handle = DaskCluster.from_name(
+            "e2e", NAMESPACE, kubeconfig=str(node.kubeconfig), check_python=False, asynchronous=True
+        )
+        async with handle as cluster, Client(cluster, asynchronous=True) as client:
+            return int(await client.submit(sum, [4, 5]))
+
+    assert asyncio.run(attach_and_compute()) == 9
+    # Leaving `async with` of an attached handle left the cluster running.
+    with Client(dask_cluster, timeout=60) as client:
+        assert client.submit(sum, [1, 1]).result(timeout=60) == 2
+
+
+def test_a_new_connection_reaches_the_replacement_scheduler_pod(dask_cluster: DaskCluster, kube: Kube) -> None:
+    with Client(dask_cluster, timeout=60) as client:
+        assert client.submit(sum, [1, 2]).result(timeout=60) == 3
+        (old,) = kube.ready_pods(NAMESPACE, "e2e-scheduler")
+        kube.delete("v1", "Pod", old, NAMESPACE)
+        wait_for(lambda: kube.ready_pods(NAMESPACE, "e2e-scheduler") not in ([], [old]), "a new Ready scheduler", 300)
+    # Through the same local port: the forward picks the new pod; the workers re-register there.
+    with Client(dask_cluster.scheduler_address, timeout=60) as client:
+        client.wait_for_workers(1, timeout=START_TIMEOUT)
+        assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def wait_gone(what: str, check: object, timeout: float = 180.0) -> None:
@@ -114,8 +260,14 @@ def wait_gone(what: str, check: object, timeout: float = 180.0) -> None:
 
 def test_delete_leaves_no_pod_container_or_object(node: Node, kube: Kube, debian_ref: str) -> None:
     name = "e2e-delete"
-    start_dask_cluster(
-        name, namespace=NAMESPACE, image=debian_ref, n_workers=1, kubeconfig=str(node.kubeconfig), timeout=300
+    start_dask_cluster(  # the objects only: no scheduler connection needed
+        name,
+        namespace=NAMESPACE,
+        image=debian_ref,
+        n_workers=1,
+        kubeconfig=str(node.kubeconfig),
+        timeout=300,
+        connect=False,
     )
     selector = labels.label_selector(name)
     assert kube.list("v1", "Pod", NAMESPACE, selector)

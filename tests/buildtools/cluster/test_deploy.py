@@ -5,6 +5,7 @@ nodes: Deployments and DaemonSets really roll out; containers do not run (see te
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,12 +18,20 @@ from kubernetes import client
 
 from buildtools.cluster import kube as kube_module
 from buildtools.cluster import labels
-from buildtools.cluster.deploy import delete_dask_cluster, prepull_images, start_dask_cluster
-from buildtools.cluster.kube import Kube, in_cluster
+from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
+from buildtools.cluster.handle import DELETION_COST, RETIRED_COST
+from buildtools.cluster.kube import Kube, PortForward, in_cluster
 from buildtools.cluster.render import render_rbac
 from buildtools.cluster.specs import ClusterSpec
 from buildtools.cluster.waits import rollout_state, wait_until
-from buildtools.errors import AdmissionError, ConfigError, ForbiddenError, UnschedulableError, WaitTimeout
+from buildtools.errors import (
+    AdmissionError,
+    ConfigError,
+    DeployError,
+    ForbiddenError,
+    UnschedulableError,
+    WaitTimeout,
+)
 from tests.helpers.kwok_cluster import (
     FAKE_LOG_LINE,
     add_fake_node,
@@ -49,6 +58,11 @@ NODES = {  # name: (arch, taints)
 }
 SCHEDULABLE = 6
 GPU_NODE = {"labels": {GPU_LABEL: "true"}, "extra_resources": {"nvidia.com/gpu": "8"}}
+
+
+def start(*args: Any, **kwargs: Any) -> DaskCluster:
+    """start_dask_cluster on fake nodes: no container runs there, so no scheduler to connect to."""
+    return start_dask_cluster(*args, connect=False, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +120,7 @@ def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tupl
 
 def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> None:
     seen: list[str] = []
-    cluster = start_dask_cluster(
+    cluster = start(
         "c1", namespace=namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig, on_progress=seen.append
     )
     assert any("waiting for Deployment" in line and "replicas ready" in line for line in seen)
@@ -125,18 +139,19 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
 
     # The same spec again changes nothing: same objects, same generations, same versions.
     before = versions_of(kubeconfig, namespace, "c1")
-    start_dask_cluster(spec=cluster.spec, timeout=120, kubeconfig=kubeconfig)
+    start(spec=cluster.spec, timeout=120, kubeconfig=kubeconfig)
     assert versions_of(kubeconfig, namespace, "c1") == before
 
     # A changed field updates in place: only the workers' spec changes, the Service stays.
-    start_dask_cluster(spec=cluster.spec, n_workers=3, timeout=120, kubeconfig=kubeconfig)
+    start(spec=cluster.spec, n_workers=3, timeout=120, kubeconfig=kubeconfig)
     after = versions_of(kubeconfig, namespace, "c1")
     assert after["Service/c1-scheduler"] == before["Service/c1-scheduler"]
     assert after["Deployment/c1-scheduler"][:2] == before["Deployment/c1-scheduler"][:2]
     assert after["Deployment/c1-worker"][0] == before["Deployment/c1-worker"][0]
     assert after["Deployment/c1-worker"][1] == before["Deployment/c1-worker"][1] + 1
 
-    cluster.scale(5, timeout=120)
+    cluster.scale(5)
+    cluster.wait_for_pods(timeout=120)
     assert len(objects_of(kubeconfig, namespace, "c1")["Pod"]) == 6
 
     assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 3
@@ -147,7 +162,7 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
 def test_prepull_first_with_the_clusters_scheduling_options(kubeconfig: str, namespace: str) -> None:
     toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     options = {"image": IMAGE, "tolerations": [toleration], "timeout": 120, "kubeconfig": kubeconfig}
-    with start_dask_cluster("c7", namespace=namespace, prepull=True, **options):
+    with start("c7", namespace=namespace, prepull=True, **options):
         assert objects_of(kubeconfig, namespace, "c7")["DaemonSet"] == ["c7-prepuller"]
         pods = Kube.connect(kubeconfig).list("v1", "Pod", namespace, labels.label_selector("c7", "prepuller"))
         assert "gpu-1" in {p["spec"]["nodeName"] for p in pods}  # the cluster's toleration
@@ -155,9 +170,80 @@ def test_prepull_first_with_the_clusters_scheduling_options(kubeconfig: str, nam
 
 
 def test_context_manager_removes_the_cluster(kubeconfig: str, namespace: str) -> None:
-    with start_dask_cluster("c2", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=kubeconfig):
+    with start("c2", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=kubeconfig):
         assert objects_of(kubeconfig, namespace, "c2")
     assert objects_of(kubeconfig, namespace, "c2") == {}
+
+
+def test_from_name_attaches_and_changes_nothing(kubeconfig: str, namespace: str) -> None:
+    resources = {"worker": {"requests": {"cpu": "100m"}, "limits": {"cpu": "1", "memory": "1Gi"}}}
+    cluster = start("c8", namespace=namespace, image=IMAGE, n_workers=2, resources=resources, kubeconfig=kubeconfig)
+    before = versions_of(kubeconfig, namespace, "c8")
+    with DaskCluster.from_name("c8", namespace, kubeconfig=kubeconfig, connect=False) as attached:
+        assert attached.spec.model_dump() == cluster.spec.model_dump()
+    # Leaving `with` of a handle that did not create the cluster leaves it as it was.
+    assert versions_of(kubeconfig, namespace, "c8") == before
+    with pytest.raises(DeployError, match=rf"there is no Dask cluster {namespace}/nope"):
+        DaskCluster.from_name("nope", namespace, kubeconfig=kubeconfig, connect=False)
+
+
+def test_with_deletes_only_a_cluster_it_created_or_when_asked(kubeconfig: str, namespace: str) -> None:
+    start("c9", namespace=namespace, image=IMAGE, kubeconfig=kubeconfig)
+    with start("c9", namespace=namespace, kubeconfig=kubeconfig) as again:
+        assert not again.shutdown_on_close
+    assert "Deployment" in objects_of(kubeconfig, namespace, "c9")
+    with DaskCluster.from_name("c9", namespace, kubeconfig=kubeconfig, connect=False, shutdown_on_close=True):
+        pass
+    assert objects_of(kubeconfig, namespace, "c9") == {}
+
+
+def test_reapplying_changes_only_the_fields_given(kubeconfig: str, namespace: str) -> None:
+    limits = {"cpu": "1", "memory": "1Gi"}
+    cluster = start(
+        "c10",
+        namespace=namespace,
+        image=IMAGE,
+        n_workers=2,
+        resources={"worker": {"limits": limits}},
+        env={"A": "1"},
+        kubeconfig=kubeconfig,
+    )
+    cluster.scale(4)
+    cluster.wait_for_pods(timeout=120)
+    again = start("c10", namespace=namespace, env={"A": "2"}, timeout=120, kubeconfig=kubeconfig)
+    worker = Kube.connect(kubeconfig).get("apps/v1", "Deployment", "c10-worker", namespace)
+    assert worker is not None
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert worker["spec"]["replicas"] == 4  # the workers scaled since, not the first n_workers
+    assert container["image"] == IMAGE  # not the default image
+    assert container["resources"]["limits"] == limits
+    assert {e["name"]: e.get("value") for e in container["env"]}["A"] == "2"
+    assert again.spec.n_workers == 4 and again.spec.env == {"A": "2"}
+
+
+def test_the_forward_re_picks_a_ready_pod_of_the_service_when_one_fails(kubeconfig: str, namespace: str) -> None:
+    start("c11", namespace=namespace, image=IMAGE, n_workers=0, timeout=120, kubeconfig=kubeconfig)
+    kube = Kube.connect(kubeconfig)
+    kube.patch_scale("c11-scheduler", namespace, 2)  # two Ready pods behind the scheduler Service
+    wait_until(lambda: (len(kube.ready_pods(namespace, "c11-scheduler")) == 2, "ready"), "2 pods", 60, lambda _: None)
+
+    picked: list[str] = []
+
+    class Recording(PortForward):
+        def pick_pod(self, failed: set[str]) -> str:
+            picked.append(super().pick_pod(failed))
+            return picked[-1]
+
+    forward = Recording(kube, namespace, "c11-scheduler", 8786, open_timeout=5.0, attempts=2)
+    forward.start()
+    try:
+        # kwok's fake pods have no port to forward to: each attempt fails, the next picks the other pod.
+        with socket.create_connection(("127.0.0.1", forward.local_port), timeout=60) as connection:
+            assert connection.recv(1) == b""
+    finally:
+        forward.close()
+    assert len(picked) == 2 and set(picked) == set(kube.ready_pods(namespace, "c11-scheduler")), picked
+    assert f"{namespace}/{picked[1]}:8786, attempt 2/2" in forward.last_error
 
 
 @pytest.mark.parametrize(
@@ -176,7 +262,7 @@ def test_bad_input_fails_before_anything_is_created(
     kubeconfig: str, namespace: str, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        start_dask_cluster(namespace=namespace, image=IMAGE, kubeconfig=kubeconfig, **kwargs)
+        start(namespace=namespace, image=IMAGE, kubeconfig=kubeconfig, **kwargs)
     kube = Kube.connect(kubeconfig)
     assert kube.list("apps/v1", "Deployment", namespace, "") == []
     assert kube.list("v1", "Service", namespace, "") == []
@@ -184,14 +270,14 @@ def test_bad_input_fails_before_anything_is_created(
 
 def test_missing_namespace_and_unknown_context(kubeconfig: str) -> None:
     with pytest.raises(ConfigError, match="namespace 'does-not-exist' does not exist"):
-        start_dask_cluster("c3", namespace="does-not-exist", image=IMAGE, kubeconfig=kubeconfig)
+        start("c3", namespace="does-not-exist", image=IMAGE, kubeconfig=kubeconfig)
     with pytest.raises(ConfigError, match="cannot load the Kubernetes configuration"):
-        start_dask_cluster("c3", namespace="default", image=IMAGE, kubeconfig=kubeconfig, context="no-such-context")
+        start("c3", namespace="default", image=IMAGE, kubeconfig=kubeconfig, context="no-such-context")
 
 
 def test_unschedulable_names_the_pod_and_the_schedulers_message(kubeconfig: str, namespace: str) -> None:
     with pytest.raises(UnschedulableError) as error:
-        start_dask_cluster(
+        start(
             "c4",
             namespace=namespace,
             image=IMAGE,
@@ -210,15 +296,13 @@ def test_timeout_names_what_it_waited_for(kubeconfig: str, namespace: str) -> No
     with pytest.raises(
         WaitTimeout, match=rf"waiting for Deployment {namespace}/c5-scheduler; last state: 0/1 replicas"
     ):
-        start_dask_cluster("c5", namespace=namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig)
+        start("c5", namespace=namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig)
     assert objects_of(kubeconfig, namespace, "c5") == {}
 
 
 def test_keep_on_failure_leaves_the_objects_for_inspection(kubeconfig: str, namespace: str) -> None:
     with pytest.raises(WaitTimeout):
-        start_dask_cluster(
-            "c6", namespace=namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig, keep_on_failure=True
-        )
+        start("c6", namespace=namespace, image=IMAGE, timeout=0.01, kubeconfig=kubeconfig, keep_on_failure=True)
     assert "Deployment" in objects_of(kubeconfig, namespace, "c6")
     delete_dask_cluster("c6", namespace, kubeconfig=kubeconfig)
 
@@ -290,14 +374,17 @@ def apply_all(kubeconfig: str, objects: list[dict[str, Any]]) -> None:
 def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
     apply_all(kubeconfig, render_rbac(namespace))
     as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
-    cluster = start_dask_cluster(
-        "rb", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=as_account
-    )
+    cluster = start("rb", namespace=namespace, image=IMAGE, n_workers=1, timeout=120, kubeconfig=as_account)
     # Every pod's log, by pod name (the Role's pods/log); kwok's fake containers all log one line.
-    logs = cluster.logs()
+    logs = cluster.get_logs(cluster=False)
     assert sorted(name.rsplit("-", 2)[0] for name in logs) == ["rb-scheduler", "rb-worker"]
     assert set(logs.values()) == {FAKE_LOG_LINE + "\n"}
-    assert cluster.logs(tail=0) == dict.fromkeys(logs, "")
+    assert cluster.get_logs(cluster=False, tail=0) == dict.fromkeys(logs, "")
+    # Scaling: the worker Deployment's replicas, and the retired pods' deletion cost.
+    cluster.scale(2)
+    cluster.wait_for_pods(timeout=120)
+    (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
+    Kube.connect(as_account).annotate("v1", "Pod", pod, namespace, {DELETION_COST: RETIRED_COST})
     assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 3
 
 
@@ -311,7 +398,7 @@ def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, nam
     with pytest.raises(
         ForbiddenError, match=r"lacks: get services, list services, .* delete services \(.*docs/RBAC.md"
     ):
-        start_dask_cluster("rb2", namespace=namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
+        start("rb2", namespace=namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
     assert objects_of(kubeconfig, namespace, "rb2") == {}
 
 
@@ -369,20 +456,18 @@ def nodes_of(kubeconfig: str, namespace: str, cluster: str, component: str) -> l
 def test_pods_land_only_on_nodes_of_the_images_architectures(kubeconfig: str, namespace: str) -> None:
     options = {"namespace": namespace, "timeout": 120, "kubeconfig": kubeconfig}
     # The dataframe image has no arm/v7 build: spread over every other node, never on arm-1.
-    with start_dask_cluster("df", image=DATAFRAME_IMAGE, n_workers=15, **options):
+    with start("df", image=DATAFRAME_IMAGE, n_workers=15, **options):
         workers = nodes_of(kubeconfig, namespace, "df", "worker")
         assert len(workers) == 15 and "arm-1" not in workers, workers
         assert {"arm64-1", "arm64-2"} & set(workers), workers  # 64-bit ARM is fine
     # An image said to be built for arm/v7 only: every pod on the one arm node.
-    with start_dask_cluster(
-        "v7", image="127.0.0.1:5000/custom:1", image_platforms=["linux/arm/v7"], n_workers=3, **options
-    ):
+    with start("v7", image="127.0.0.1:5000/custom:1", image_platforms=["linux/arm/v7"], n_workers=3, **options):
         assert nodes_of(kubeconfig, namespace, "v7", "scheduler") == ["arm-1"]
         assert nodes_of(kubeconfig, namespace, "v7", "worker") == ["arm-1"] * 3
 
 
 def test_gpu_workers_go_to_the_gpu_node_and_the_scheduler_does_not(kubeconfig: str, namespace: str) -> None:
-    with start_dask_cluster(
+    with start(
         "gpu",
         namespace=namespace,
         image=IMAGE,
@@ -414,9 +499,7 @@ def set_quota(kubeconfig: str, namespace: str, hard: dict[str, str]) -> None:
 def test_a_quota_that_forbids_the_pods_fails_the_dry_run_with_nothing_created(kubeconfig: str, namespace: str) -> None:
     set_quota(kubeconfig, namespace, {"pods": "0"})
     with pytest.raises(AdmissionError, match=rf"dry-run create Pod {namespace}/q1-scheduler-dry-run: .*exceeded quota"):
-        start_dask_cluster(
-            "q1", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig, keep_on_failure=True
-        )
+        start("q1", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig, keep_on_failure=True)
     # Even kept on failure: nothing was ever created.
     assert objects_of(kubeconfig, namespace, "q1") == {}
 
@@ -427,9 +510,9 @@ def test_pod_security_refuses_root_pods_at_the_dry_run(kubeconfig: str, namespac
         client.CoreV1Api(api).patch_namespace(namespace, enforce)
     options = {"namespace": namespace, "image": IMAGE, "timeout": 60, "kubeconfig": kubeconfig, "keep_on_failure": True}
     with pytest.raises(AdmissionError, match=r"dry-run create Pod .*/ps-scheduler-dry-run: .*violates PodSecurity"):
-        start_dask_cluster("ps", system_packages=["curl"], **options)
+        start("ps", system_packages=["curl"], **options)
     assert objects_of(kubeconfig, namespace, "ps") == {}
-    with start_dask_cluster("ok", **options):  # the default pods meet "restricted"
+    with start("ok", **options):  # the default pods meet "restricted"
         pass
 
 
@@ -440,9 +523,9 @@ def test_a_role_without_a_verb_fails_the_preflight_naming_it(kubeconfig: str, na
     apply_all(kubeconfig, objects)
     as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
     with pytest.raises(ForbiddenError, match=r"needs permissions this identity lacks: delete deployments\.apps \("):
-        start_dask_cluster("pf", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=as_account)
+        start("pf", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=as_account)
     with pytest.raises(ForbiddenError, match=r"lacks: delete deployments\.apps, delete daemonsets\.apps \("):
-        start_dask_cluster("pf", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=as_account, prepull=True)
+        start("pf", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=as_account, prepull=True)
     assert objects_of(kubeconfig, namespace, "pf") == {}
 
 
@@ -452,7 +535,7 @@ def test_a_replica_failure_is_named_at_once_not_at_the_deadline(kubeconfig: str,
     with pytest.raises(
         AdmissionError, match=rf"Deployment {namespace}/rf-worker: ReplicaFailure: FailedCreate: .*exceeded quota"
     ):
-        start_dask_cluster("rf", namespace=namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig)
+        start("rf", namespace=namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig)
     assert time.monotonic() - started < 30
     assert objects_of(kubeconfig, namespace, "rf") == {}
 
@@ -462,7 +545,7 @@ def test_one_deadline_for_the_whole_start_prepull_included(kubeconfig: str, name
     rollout after it gets only what is left: the start fails after one timeout, not two."""
     started = time.monotonic()
     with pytest.raises(WaitTimeout, match=r"timed out after 10 s waiting for Deployment .*/dl-scheduler"):
-        start_dask_cluster(
+        start(
             "dl",
             namespace=namespace,
             image=IMAGE,
@@ -484,7 +567,7 @@ def test_an_explicit_kubeconfig_wins_over_the_pods_own_account(
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")  # never contacted
     monkeypatch.delenv("KUBECONFIG", raising=False)
     assert in_cluster()
-    with start_dask_cluster("ic", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig) as cluster:
+    with start("ic", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig) as cluster:
         # Not the other cluster's .svc name, unreachable from here: a local forward.
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
     monkeypatch.setenv("KUBECONFIG", kubeconfig)  # $KUBECONFIG is explicit too

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -40,6 +41,26 @@ def silent_api_server() -> Iterator[str]:
         connection.close()
 
 
+class FixedPod(PortForward):
+    """A PortForward whose Service always has one Ready pod (no Service here: the API is silent);
+    picks are recorded, and `no_pod` stands for a Service with no Ready pod."""
+
+    picked: list[str]
+    no_pod = False
+
+    def pick_pod(self, failed: set[str]) -> str:
+        if self.no_pod:
+            raise DeployError("no Ready pod behind Service dask/demo-scheduler to forward to")
+        self.picked.append("demo-scheduler-0")
+        return "demo-scheduler-0"
+
+
+def fixed_pod(host: str, cls: type[FixedPod] = FixedPod, **options: Any) -> FixedPod:
+    forward = cls(kube_at(host), "dask", "demo-scheduler", 8786, **options)
+    forward.picked = []
+    return forward
+
+
 def kube_at(host: str) -> Kube:
     configuration = client.Configuration()
     configuration.host = host
@@ -47,13 +68,7 @@ def kube_at(host: str) -> Kube:
 
 
 def test_a_stalled_upgrade_closes_the_client_connection_after_the_last_attempt(silent_api_server: str) -> None:
-    picked: list[str] = []
-
-    def pick_pod() -> str:
-        picked.append("demo-scheduler-0")
-        return picked[-1]
-
-    forward = PortForward(kube_at(silent_api_server), "dask", pick_pod, 8786, open_timeout=1.0, attempts=2)
+    forward = fixed_pod(silent_api_server, open_timeout=1.0, attempts=2)
     forward.start()
     try:
         started = time.monotonic()
@@ -63,22 +78,20 @@ def test_a_stalled_upgrade_closes_the_client_connection_after_the_last_attempt(s
     finally:
         forward.close()
     assert elapsed < 10
-    assert picked == ["demo-scheduler-0", "demo-scheduler-0"]  # a pod picked per attempt
+    assert forward.picked == ["demo-scheduler-0", "demo-scheduler-0"]  # a pod picked per attempt
     assert "dask/demo-scheduler-0:8786, attempt 2/2: no answer within 1 s" in forward.last_error
 
 
 def test_no_ready_pod_is_retried_then_reported(silent_api_server: str) -> None:
-    def no_pod() -> str:
-        raise DeployError("no ready scheduler pod in cluster dask/demo to forward to")
-
-    forward = PortForward(kube_at(silent_api_server), "dask", no_pod, 8786, open_timeout=1.0, attempts=2)
+    forward = fixed_pod(silent_api_server, open_timeout=1.0, attempts=2)
+    forward.no_pod = True
     forward.start()
     try:
         with socket.create_connection(("127.0.0.1", forward.local_port), timeout=30) as connection:
             assert connection.recv(1) == b""
     finally:
         forward.close()
-    assert forward.last_error.endswith("attempt 2/2: no ready scheduler pod in cluster dask/demo to forward to")
+    assert forward.last_error.endswith("attempt 2/2: no Ready pod behind Service dask/demo-scheduler to forward to")
 
 
 class SocketPairStream:
@@ -95,7 +108,7 @@ class SocketPairStream:
         self.forward_end.close()
 
 
-class ScriptedForward(PortForward):
+class ScriptedForward(FixedPod):
     """A PortForward whose streams are SocketPairStreams: the first pod never answers, the next echoes."""
 
     streams: list[SocketPairStream]
@@ -114,7 +127,7 @@ class ScriptedForward(PortForward):
 
 
 def test_a_stream_that_never_answers_is_replaced_and_the_client_bytes_sent_again(silent_api_server: str) -> None:
-    forward = ScriptedForward(kube_at(silent_api_server), "dask", lambda: "demo-scheduler-0", 8786, answer_timeout=1.0)
+    forward = fixed_pod(silent_api_server, ScriptedForward, answer_timeout=1.0)
     forward.streams = []
     forward.start()
     try:
