@@ -17,13 +17,13 @@ for key, value in load_image("rapids").build_args().items(): print(f"{key}={valu
 
 # Left out, with the reason (tests/images/test_rapids_container.py checks that no library
 # in the image links against them):
-#   cuBLAS, cuFFT, cuRAND, cuSOLVER, cuSPARSE: cupy's math libraries (cupy.linalg, cupy.fft,
-#     cupy.random, cupyx.scipy.sparse), about 2 GB installed; cudf, dask-cudf and dask-cuda
-#     load none of them, and cupy loads each only when such a function first runs.
+#   cuBLAS, cuFFT, cuSOLVER, cuSPARSE: cupy's math libraries (cupy.linalg and matrix
+#     products, cupy.fft, cupyx.scipy.sparse), about 2 GB installed; cudf, dask-cudf and
+#     dask-cuda load none of them, and cupy loads each only when such a function first runs.
+#     cuRAND stays: cudf's groupby sample draws from cupy.random.RandomState, which uses it.
 #   pillow, contourpy, narwhals, xyzservices: bokeh's, for features the Dask dashboard does
 #     not use (the other images install bokeh without them too).
-omit="nvidia-cublas-cu$CUDA_VERSION nvidia-cufft-cu$CUDA_VERSION nvidia-curand-cu$CUDA_VERSION
-nvidia-cusolver-cu$CUDA_VERSION nvidia-cusparse-cu$CUDA_VERSION pillow contourpy narwhals xyzservices"
+omit="nvidia-cublas-cu$CUDA_VERSION nvidia-cufft-cu$CUDA_VERSION nvidia-cusolver-cu$CUDA_VERSION nvidia-cusparse-cu$CUDA_VERSION pillow contourpy narwhals xyzservices"
 
 compile() {  # compile ARCH OUTPUT
     flags=""
