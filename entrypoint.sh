@@ -11,6 +11,8 @@
 #   DASK_SCHEDULER_SERVICE     scheduler's service name (default dask-scheduler)
 #   WORKER_NTHREADS            worker threads (default: the container's CPU limit)
 #   WORKER_MEMORY_LIMIT        worker memory limit (default: the container's memory limit)
+#   GPU_WORKER=true|false|auto the worker is `dask cuda worker` (default auto: when the image
+#                              has dask-cuda and the container sees an NVIDIA GPU)
 #   ARGUMENTS                  extra arguments for dask scheduler / dask worker
 #   EXTRA_PIP_PACKAGES         pip packages installed at start (as the image's user)
 #   EXTRA_APT_PACKAGES         Debian packages installed at start (needs root)
@@ -98,6 +100,23 @@ cgroup_memory() {  # the memory limit in bytes, or nothing when unlimited
     done
 }
 
+gpu_worker() {  # whether the worker is a GPU worker (GPU_WORKER); dies when it must be and cannot
+    gpus=$(ls /dev/nvidia[0-9]* 2>/dev/null || true)
+    case ${GPU_WORKER:-auto} in
+    false | 0 | no) return 1 ;;
+    auto) [ -n "$gpus" ] && python -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("dask_cuda"))' ;;
+    true | 1 | yes)
+        python -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("dask_cuda"))' ||
+            die "GPU_WORKER=$GPU_WORKER but this image has no dask-cuda; use the rapids image"
+        [ -n "$gpus" ] ||
+            die "GPU_WORKER=$GPU_WORKER but the container sees no NVIDIA GPU (no /dev/nvidia0): run it with --gpus, or request nvidia.com/gpu in Kubernetes"
+        python -c 'import ctypes; ctypes.CDLL("libcuda.so.1")' 2>/dev/null ||
+            die "GPU_WORKER=$GPU_WORKER but the NVIDIA driver library libcuda.so.1 is not visible: the NVIDIA container toolkit mounts it (NVIDIA_DRIVER_CAPABILITIES=compute)"
+        ;;
+    *) die "GPU_WORKER must be true, false or auto, got '$GPU_WORKER'" ;;
+    esac
+}
+
 port=${PORT:-8786}
 check_port PORT "$port"
 host=${HOST:-}
@@ -115,6 +134,14 @@ true | 1 | yes)
     dashboard_port=${DASHBOARD_PORT:-0}
     check_port DASHBOARD_PORT "$dashboard_port"
     scheduler=${DASK_SCHEDULER_ADDRESS:-tcp://${DASK_SCHEDULER_SERVICE:-dask-scheduler}:$port}
+    if gpu_worker; then
+        # One worker process per visible GPU; threads and memory are per GPU, so only explicit
+        # settings apply (dask-cuda's defaults: one thread, the memory shared out per GPU).
+        log "starting GPU worker (dask cuda worker) for $scheduler"
+        exec dask cuda worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
+            ${WORKER_NTHREADS:+--nthreads "$WORKER_NTHREADS"} \
+            ${WORKER_MEMORY_LIMIT:+--memory-limit "$WORKER_MEMORY_LIMIT"} "$@" "$scheduler"
+    fi
     nthreads=${WORKER_NTHREADS:-$(cgroup_cpus)}
     [ -z "$nthreads" ] || check_positive WORKER_NTHREADS "$nthreads"
     memory=${WORKER_MEMORY_LIMIT:-$(cgroup_memory)}

@@ -20,6 +20,21 @@ from buildtools.images.registry import Registry
 from buildtools.settings import Settings
 
 
+# A GPU on this machine: /dev/nvidia0, which the NVIDIA driver creates for the first GPU.
+GPU_DEVICE = Path("/dev/nvidia0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the `gpu` tests on a machine without a GPU: reported as deselected, never as
+    passed or skipped (docs/IMAGES.md)."""
+    if GPU_DEVICE.exists():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings.load()
@@ -66,3 +81,18 @@ def dataframe_image(registry: Registry, settings: Settings, build_log: Path) -> 
     """The dataframe flavour (amd64, arm64), built from the same Dockerfile."""
     (result,) = build_images(["debian-dataframe"], settings, build_log)
     return result.target.refs[0]
+
+
+@pytest.fixture(scope="session")
+def rapids_build(registry: Registry, settings: Settings, build_log: Path) -> TargetResult:
+    """The RAPIDS image for both its platforms (the wheels unpack on the build platform, so
+    arm64 costs no emulated pip run; a cache hit when unchanged). Its container tests run on
+    linux/amd64 only: importing cudf under QEMU takes minutes, and both platforms hold the
+    same wheels' Python code."""
+    (result,) = build_images(["rapids"], settings, build_log)
+    return result
+
+
+@pytest.fixture(scope="session")
+def rapids_image(rapids_build: TargetResult) -> str:
+    return rapids_build.target.refs[0]
