@@ -19,7 +19,6 @@ from buildtools.images.plan import make_plan
 from buildtools.images.registry import Registry
 from buildtools.settings import Settings
 
-
 # A GPU on this machine: /dev/nvidia0, which the NVIDIA driver creates for the first GPU.
 GPU_DEVICE = Path("/dev/nvidia0")
 

@@ -117,6 +117,8 @@ def test_other_commands_run_instead(debian_image: str, platform: str) -> None:
         ({"DASHBOARD_PORT": "70000"}, "DASHBOARD_PORT must be a port number (0-65535), got '70000'"),
         ({"INSTALL_TIMEOUT": "0"}, "INSTALL_TIMEOUT must be a positive integer, got '0'"),
         ({"WORKER": "true", "WORKER_NTHREADS": "many"}, "WORKER_NTHREADS must be a positive integer, got 'many'"),
+        ({"WORKER": "true", "GPU_WORKER": "maybe"}, "GPU_WORKER must be true, false or auto, got 'maybe'"),
+        ({"WORKER": "true", "GPU_WORKER": "true"}, "GPU_WORKER=true but this image has no dask-cuda"),
         ({"EXTRA_APK_PACKAGES": "curl"}, "EXTRA_APK_PACKAGES is set but this image has no apk"),
         ({"EXTRA_APT_PACKAGES": "curl"}, "EXTRA_APT_PACKAGES needs root"),
         ({"EXTRA_PIP_PACKAGES": "/wheels/missing-1.0-py3-none-any.whl"}, "installing /wheels/missing"),
