@@ -17,7 +17,7 @@ find . \( -name '*.a' -o -name '*.pyx' -o -name '*.pxi' -o -name '*.cc' -o -name
 # NVRTC's alternative build (libnvrtc.alt, for programs that must not share NVRTC's C++
 # runtime symbols): cupy, cudf and numba-cuda load libnvrtc.so.12.
 rm -f nvidia/cuda_nvrtc/lib/libnvrtc.alt.so.* nvidia/cuda_nvrtc/lib/libnvrtc-builtins.alt.so.*
-# pyarrow: Arrow Flight (RPC) and Substrait (query plans), which cudf and Dask never import,
-# and the C++ sources and headers of pyarrow's own build.
-rm -f pyarrow/libarrow_flight.so.* pyarrow/_flight.*.so pyarrow/libarrow_substrait.so.* pyarrow/_substrait.*.so
+# pyarrow: Arrow Flight (RPC), which cudf and Dask never import (pyarrow's core links
+# Substrait, which stays), and the C++ sources and headers of pyarrow's own build.
+rm -f pyarrow/libarrow_flight.so.* pyarrow/libarrow_python_flight.so* pyarrow/_flight.*.so
 rm -rf pyarrow/include pyarrow/src
