@@ -68,8 +68,9 @@ attempt("dask_cuda_cluster", lambda: __import__("dask_cuda").LocalCUDACluster.__
 attempt("numba_cuda", lambda: __import__("numba.cuda", fromlist=["cuda"]).is_available())
 attempt("rmm", lambda: __import__("rmm").__name__)
 attempt("pylibcudf", lambda: __import__("pylibcudf").__name__)
-attempt("cudf", lambda: __import__("cudf").__version__)
-attempt("dask_cudf", lambda: __import__("dask_cudf").__version__)
+attempt("cudf", lambda: version("cudf-cu12") + " " + __import__("cudf").__name__)
+attempt("cudf_series", lambda: __import__("cudf").Series([1, 2, 3]))
+attempt("dask_cudf", lambda: __import__("dask_cudf").__name__)
 print(json.dumps(results))
 """
 
@@ -92,11 +93,17 @@ def test_dask_cuda_and_numba_cuda_import(imports: dict[str, str]) -> None:
     assert imports["numba_cuda"] == "ok: False"  # no GPU: is_available() says so, raises nothing
 
 
-def test_cudf_stops_at_its_driver_check(imports: dict[str, str]) -> None:
+def test_cudf_imports_and_stops_at_its_driver_check(imports: dict[str, str]) -> None:
     assert imports["rmm"] == "ok: rmm"
     assert imports["pylibcudf"] == "ok: pylibcudf"
-    for module in ("cudf", "dask_cudf"):
-        assert imports[module].startswith("PLACEHOLDER"), imports
+    assert imports["cudf"] == f"ok: {CONFIG.versions['cudf']} cudf"
+    assert imports["dask_cudf"] == "ok: dask_cudf"
+    # The first GPU allocation looks for the driver library, which only the host provides.
+    assert imports["cudf_series"] == (
+        "cuda.pathfinder._dynamic_libs.load_dl_common.DynamicLibNotFoundError: "
+        '"cuda" is an NVIDIA driver library and can only be found via system search. '
+        "Ensure the NVIDIA display driver is installed."
+    ), imports
 
 
 # The kernels cupy and numba-cuda compile at run time, compiled without a GPU (NVRTC and NVVM
