@@ -33,7 +33,7 @@ CERTIFICATE_SOURCE = re.compile(r"\.(crt|pem|cer|der|p12)$|ca-certificates|ca-bu
 # env/ holds the set-up scripts and, in subdirectories (env/node/), the parts they source.
 SHELL_SCRIPTS = sorted(
     str(path.relative_to(REPO_ROOT))
-    for path in [REPO_ROOT / "entrypoint.sh", REPO_ROOT / "images" / "strip.sh", *(REPO_ROOT / "env").rglob("*.sh")]
+    for path in [REPO_ROOT / "entrypoint.sh", *(REPO_ROOT / "images").rglob("*.sh"), *(REPO_ROOT / "env").rglob("*.sh")]
 )
 IMAGES = image_names()
 
