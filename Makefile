@@ -14,7 +14,7 @@ COMPRESSION ?= zstd
 include env/versions.env
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: images test env venv tools check lock uninstall
+.PHONY: images test env venv tools check lock lock-rapids uninstall
 
 # Exactly the locked versions (hashes checked), then the project itself without resolving.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -50,12 +50,22 @@ test: env tools
 check: venv
 	$(PY) -m pytest -q -m "not engine and not images and not k8s and not node and not tools and not wheel"
 
-# Refresh requirements.lock from pyproject.toml's ranges (commit the result).
-lock:
+# The resolver, in a venv of its own for the lock targets.
+UV := .venv-lock/bin/uv
+$(UV):
 	python3 -m venv .venv-lock
 	.venv-lock/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	.venv-lock/bin/uv pip compile pyproject.toml --extra test --generate-hashes --universal \
+
+# Refresh requirements.lock from pyproject.toml's ranges (commit the result).
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra test --generate-hashes --universal \
 		--python-version 3.11 --quiet -o requirements.lock
+	rm -rf .venv-lock
+
+# Refresh images/rapids/requirements.txt (every wheel of the RAPIDS image, with hashes) from
+# the pins in images/rapids/image.toml (commit the result).
+lock-rapids: venv $(UV)
+	sh images/rapids/lock.sh $(PY) $(UV)
 	rm -rf .venv-lock
 
 # Stop what the set-up started and remove what it installed (KEEP_CACHE=1 keeps the

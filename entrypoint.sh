@@ -12,6 +12,8 @@
 #   SCHEDULER_WAIT_TIMEOUT     seconds a worker waits for its scheduler to accept connections (default 300)
 #   WORKER_NTHREADS            worker threads (default: the container's CPU limit)
 #   WORKER_MEMORY_LIMIT        worker memory limit (default: the container's memory limit)
+#   GPU_WORKER=true|false|auto the worker is `dask cuda worker` (default auto: when the image
+#                              has dask-cuda and the container sees an NVIDIA GPU)
 #   ARGUMENTS                  extra arguments for dask scheduler / dask worker
 #   EXTRA_PIP_PACKAGES         pip packages installed at start (as the container's user)
 #   EXTRA_APT_PACKAGES         Debian packages installed at start (needs root)
@@ -136,6 +138,23 @@ EOF
     ) || die "no scheduler at $1 after $2 s (SCHEDULER_WAIT_TIMEOUT): $reason"
 }
 
+gpu_worker() {  # whether the worker is a GPU worker (GPU_WORKER); dies when it must be and cannot
+    gpus=$(ls /dev/nvidia[0-9]* 2>/dev/null || true)
+    case ${GPU_WORKER:-auto} in
+    false | 0 | no) return 1 ;;
+    auto) [ -n "$gpus" ] && python -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("dask_cuda"))' ;;
+    true | 1 | yes)
+        python -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("dask_cuda"))' ||
+            die "GPU_WORKER=$GPU_WORKER but this image has no dask-cuda; use the rapids image"
+        [ -n "$gpus" ] ||
+            die "GPU_WORKER=$GPU_WORKER but the container sees no NVIDIA GPU (no /dev/nvidia0): run it with --gpus, or request nvidia.com/gpu in Kubernetes"
+        python -c 'import ctypes; ctypes.CDLL("libcuda.so.1")' 2>/dev/null ||
+            die "GPU_WORKER=$GPU_WORKER but the NVIDIA driver library libcuda.so.1 is not visible: the NVIDIA container toolkit mounts it (NVIDIA_DRIVER_CAPABILITIES=compute)"
+        ;;
+    *) die "GPU_WORKER must be true, false or auto, got '$GPU_WORKER'" ;;
+    esac
+}
+
 port=${PORT:-8786}
 check_port PORT "$port"
 host=${HOST:-}
@@ -153,12 +172,22 @@ true | 1 | yes)
     dashboard_port=${DASHBOARD_PORT:-0}
     check_port DASHBOARD_PORT "$dashboard_port"
     scheduler=${DASK_SCHEDULER_ADDRESS:-tcp://${DASK_SCHEDULER_SERVICE:-dask-scheduler}:$port}
+    wait_timeout=${SCHEDULER_WAIT_TIMEOUT:-300}
+    check_positive SCHEDULER_WAIT_TIMEOUT "$wait_timeout"
+    gpu=false
+    if gpu_worker; then gpu=true; fi
+    wait_for_scheduler "$scheduler" "$wait_timeout"
+    if [ "$gpu" = true ]; then
+        # One worker process per visible GPU; threads and memory are per GPU, so only explicit
+        # settings apply (dask-cuda's defaults: one thread, the memory shared out per GPU).
+        log "starting GPU worker (dask cuda worker) for $scheduler"
+        exec dask cuda worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
+            ${WORKER_NTHREADS:+--nthreads "$WORKER_NTHREADS"} \
+            ${WORKER_MEMORY_LIMIT:+--memory-limit "$WORKER_MEMORY_LIMIT"} "$@" "$scheduler"
+    fi
     nthreads=${WORKER_NTHREADS:-$(cgroup_cpus)}
     [ -z "$nthreads" ] || check_positive WORKER_NTHREADS "$nthreads"
     memory=${WORKER_MEMORY_LIMIT:-$(cgroup_memory)}
-    wait_timeout=${SCHEDULER_WAIT_TIMEOUT:-300}
-    check_positive SCHEDULER_WAIT_TIMEOUT "$wait_timeout"
-    wait_for_scheduler "$scheduler" "$wait_timeout"
     log "starting worker for $scheduler, threads: ${nthreads:-all CPUs}, memory limit: ${memory:-auto}"
     exec dask worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
         ${nthreads:+--nthreads "$nthreads"} ${memory:+--memory-limit "$memory"} "$@" "$scheduler"

@@ -15,7 +15,10 @@ for tree in "$@"; do
     find "$tree" -depth -type d \( -path '*/numpy/_core/include' -o -path '*/numpy/f2py' \
         -o -path '*/numpy/_pyinstaller' -o -name ensurepip -o -name lib2to3 -o -name idlelib \
         -o -name turtledemo \) -exec rm -rf {} +
-    find "$tree" \( -name '*.pyi' -o -name '*.c' -o -name '*.h' -o -name '*.pxd' \) -type f -delete
+    # C headers that CUDA wheels ship for compiling kernels at run time (NVRTC, numba-cuda:
+    # nvidia/*/include, cupy's include tree) stay; images/rapids/strip-cuda.sh removes the rest.
+    find "$tree" \( -name '*.pyi' -o -name '*.c' -o -name '*.pxd' \
+        -o \( -name '*.h' ! -path '*/nvidia/*/include/*' ! -path '*/cupy/_core/include/*' \) \) -type f -delete
     # Bokeh's TypeScript compiler, ES-module sources and unminified bundles serve custom
     # extensions and debugging only; the dashboard loads the minified bundles.
     find "$tree" -type d -path '*/bokeh/server/static/js' | while read -r static; do

@@ -21,6 +21,20 @@ from buildtools.images.plan import make_plan
 from buildtools.images.registry import Registry
 from buildtools.settings import Settings
 
+# A GPU on this machine: /dev/nvidia0, which the NVIDIA driver creates for the first GPU.
+GPU_DEVICE = Path("/dev/nvidia0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the `gpu` tests on a machine without a GPU: reported as deselected, never as
+    passed or skipped (docs/IMAGES.md)."""
+    if GPU_DEVICE.exists():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
@@ -44,10 +58,12 @@ def build_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
 
 
-def build_images(names: list[str], settings: Settings, log: Path, **plan_args: object) -> list[TargetResult]:
+def build_images(
+    names: list[str], settings: Settings, log: Path, options: BuildOptions | None = None, **plan_args: object
+) -> list[TargetResult]:
     """Build from the offline mirrors (bootstrapped when missing); a cache hit when unchanged."""
     plan = make_plan(load_images(names), settings.registry, base="mirror", **plan_args)  # type: ignore[arg-type]
-    options = BuildOptions(ca_bundle=settings.default_ca_bundle)
+    options = options or BuildOptions(ca_bundle=settings.default_ca_bundle)
     with log.open("a") as sink:
 
         def write(line: str) -> None:
@@ -99,3 +115,19 @@ def dataframe_image(registry: Registry, settings: Settings, build_log: Path) -> 
     """The dataframe flavour (amd64, arm64), built from the same Dockerfile."""
     (result,) = build_images(["debian-dataframe"], settings, build_log)
     return result.target.refs[0]
+
+
+@pytest.fixture(scope="session")
+def rapids_build(registry: Registry, settings: Settings, build_log: Path) -> TargetResult:
+    """The RAPIDS image for linux/amd64, the platform its container tests run on: importing
+    cudf under QEMU takes minutes, and both platforms hold the same wheels' Python code
+    (`make images` builds arm64 too). No registry build cache: exporting its 2.6 GB wheels
+    stage took minutes; the engine's own cache and the wheels' cache mount remain."""
+    options = BuildOptions(ca_bundle=settings.default_ca_bundle, registry_cache=False)
+    (result,) = build_images(["rapids"], settings, build_log, options=options, platforms=["linux/amd64"])
+    return result
+
+
+@pytest.fixture(scope="session")
+def rapids_image(rapids_build: TargetResult) -> str:
+    return rapids_build.target.refs[0]

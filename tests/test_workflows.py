@@ -119,6 +119,15 @@ def check_jobs(matrix: list[dict[str, Any]]) -> None:
     assert len(set(slugs)) == len(slugs)
 
 
+def test_large_images_free_the_runner_disk_before_building() -> None:
+    names = [step.get("name", "") for step in job_steps("build")]
+    (free,) = [step for step in job_steps("build") if step.get("name") == "Free disk space"]
+    assert free["if"] == "matrix.free_disk"
+    assert names.index("Free disk space") < next(i for i, name in enumerate(names) if name.startswith("Build "))
+    plan = make_plan(load_images(), "ghcr.io/test")
+    assert any(job["free_disk"] for job in plan.matrix())
+
+
 # --- the workflow's selection step, run in a sandbox repository -----------------------
 
 

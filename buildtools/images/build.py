@@ -47,6 +47,7 @@ class BuildOptions:
     use_cache: bool = True
     cache_scope: str | None = None  # GitHub Actions cache scope; default: the registry cache
     zstd_level: int = ZSTD_LEVEL
+    registry_cache: bool = True  # with push: import and export the registry build cache
 
     def cache_refs(self, target: Target) -> tuple[str | None, str | None]:
         """(cache-from, cache-to) for buildx."""
@@ -54,7 +55,7 @@ class BuildOptions:
             return None, None
         if self.cache_scope:
             return f"type=gha,scope={self.cache_scope}", f"type=gha,scope={self.cache_scope},mode=max"
-        if self.output == "push":
+        if self.output == "push" and self.registry_cache:
             # Importing a cache that was never exported costs buildx an error block in the log.
             cache_from = f"type=registry,ref={target.cache_ref}" if registry_cache_exists(target.cache_ref) else None
             return cache_from, f"type=registry,ref={target.cache_ref},mode=max"

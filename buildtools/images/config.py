@@ -34,7 +34,7 @@ class Budget(Strict):
     """Size limits for one platform, in MB (10^6 bytes).
 
     With `over_base`, the limits apply to the layers the image adds on top of its base
-    (the RAPIDS image: "its base + 50 MB").
+    (an image on a large base it does not control: "its base + 50 MB").
     """
 
     compressed_mb: Megabytes

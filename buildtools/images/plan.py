@@ -22,6 +22,10 @@ RUNNERS = {
     "linux/arm/v7": ("ubuntu-24.04", True),
 }
 CACHE_TAG = "buildcache"
+# A GitHub-hosted runner has about 14 GB of free disk. A job whose image may hold more than
+# this (uncompressed budget) first removes the runner's preinstalled toolchains: the build
+# keeps the layers, the build cache and the exported image at once (RAPIDS: about 3 GB each).
+FREE_DISK_ABOVE_MB = 1000
 
 
 Compression = Literal["zstd", "gzip"]
@@ -78,6 +82,7 @@ class Plan:
                 "runner": RUNNERS[platform][0],
                 "emulated": RUNNERS[platform][1],
                 "slug": f"{target.name}-{platform.replace('/', '-')}",
+                "free_disk": target.budgets[platform]["uncompressed_mb"] > FREE_DISK_ABOVE_MB,
             }
             for target in self.targets
             for platform in target.platforms

@@ -169,6 +169,8 @@ def test_a_scheduler_and_a_worker_of_the_image_compute(image: str, platform: str
             {"WORKER": "true", "SCHEDULER_WAIT_TIMEOUT": "soon"},
             "SCHEDULER_WAIT_TIMEOUT must be a positive integer, got 'soon'",
         ),
+        ({"WORKER": "true", "GPU_WORKER": "maybe"}, "GPU_WORKER must be true, false or auto, got 'maybe'"),
+        ({"WORKER": "true", "GPU_WORKER": "true"}, "GPU_WORKER=true but this image has no dask-cuda"),
         ({"EXTRA_APK_PACKAGES": "curl"}, "EXTRA_APK_PACKAGES is set but this image has no apk"),
         ({"EXTRA_APT_PACKAGES": "curl"}, "EXTRA_APT_PACKAGES needs root"),
         ({"EXTRA_PIP_PACKAGES": "/wheels/missing-1.0-py3-none-any.whl"}, "installing /wheels/missing"),

@@ -37,7 +37,7 @@ CERTIFICATE_SOURCE = re.compile(r"\.(crt|pem|cer|der|p12)$|ca-certificates|ca-bu
 # env/ holds the set-up scripts and, in subdirectories (env/node/), the parts they source.
 SHELL_SCRIPTS = sorted(
     str(path.relative_to(REPO_ROOT))
-    for path in [REPO_ROOT / "entrypoint.sh", *IMAGES_DIR.glob("*.sh"), *(REPO_ROOT / "env").rglob("*.sh")]
+    for path in [REPO_ROOT / "entrypoint.sh", *(REPO_ROOT / "images").rglob("*.sh"), *(REPO_ROOT / "env").rglob("*.sh")]
 )
 IMAGES = image_names()
 
@@ -70,6 +70,10 @@ class Dockerfile:
         """The instructions of the final stage, after its FROM."""
         last_from = max(n for n, i in enumerate(self.instructions) if i.keyword == "FROM")
         return list(self.instructions[last_from + 1 :])
+
+    def stage_from(self) -> Instruction:
+        """The FROM of the final stage."""
+        return self.all("FROM")[-1]
 
     def arg_defaults(self) -> dict[str, str]:
         defaults = {}
@@ -177,7 +181,12 @@ def test_no_syntax_directive(name: str) -> None:
 def test_base_comes_from_build_arg(name: str) -> None:
     parsed, config = dockerfile(name), load_image(name)
     froms = parsed.all("FROM")
-    assert froms and froms[0].value == "${BASE_IMAGE}", f"{name}: the first FROM must be FROM ${{BASE_IMAGE}}"
+    assert froms, f"{name}: no FROM"
+    # Every stage starts from the base (a helper stage may run on the build platform: RAPIDS).
+    for instruction in froms:
+        image = re.sub(r"^--platform=\$BUILDPLATFORM\s+|\s+AS\s+\w+$", "", instruction.value, flags=re.I)
+        assert image == "${BASE_IMAGE}", f"{name} line {instruction.line}: FROM must take ${{BASE_IMAGE}}"
+    assert re.fullmatch(r"\$\{BASE_IMAGE\}", parsed.stage_from().value), f"{name}: the image is FROM ${{BASE_IMAGE}}"
     first_from = parsed.instructions.index(froms[0])
     global_args = [i.value for i in parsed.instructions[:first_from] if i.keyword == "ARG"]
     base_args = [a for a in global_args if a.partition("=")[0] == "BASE_IMAGE"]
@@ -304,3 +313,21 @@ def test_shellcheck_passes(script: str) -> None:
     shellcheck = require_tool("shellcheck")
     result = subprocess.run([shellcheck, "-x", script], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"shellcheck {script}:\n{result.stdout}{result.stderr}"
+
+
+def test_rapids_requirements_match_its_versions() -> None:
+    """images/rapids/requirements.txt (lock.sh) pins the top-level packages at image.toml's
+    [versions], lists every wheel with hashes, and leaves out what lock.sh omits."""
+    versions = load_image("rapids").versions
+    cuda = versions["cuda"]
+    text = (IMAGES_DIR / "rapids" / "requirements.txt").read_text()
+    pins = dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", text, re.M))
+    assert {name: pins.get(name) for name in (f"cudf-cu{cuda}", f"dask-cudf-cu{cuda}")} == {
+        f"cudf-cu{cuda}": versions["cudf"],
+        f"dask-cudf-cu{cuda}": versions["cudf"],
+    }
+    assert pins["dask-cuda"] == versions["dask_cuda"] and pins[f"cupy-cuda{cuda}x"] == versions["cupy"]
+    assert pins["dask"] == pins["distributed"] == versions["dask"] and pins["bokeh"] == versions["bokeh"]
+    assert pins["rapids-dask-dependency"].startswith(versions["rapids"] + ".")
+    assert text.count("==") == len(pins) and text.count("--hash=sha256:") >= 2 * len(pins)
+    assert not {f"nvidia-cublas-cu{cuda}", "pillow"} & set(pins)

@@ -49,7 +49,14 @@ def test_mirror_mode_uses_the_mirror_and_skips_images_without_one() -> None:
     debian = next(t for t in plan.targets if t.image == "debian" and t.python == "3.13")
     assert debian.build_args["BASE_IMAGE"] == "127.0.0.1:5000/minimaldask/debian-base:trixie"
     assert debian.mirror_suite == "trixie"
-    assert {s.image for s in plan.skipped} == {"alpine", "rapids"}
+    assert {s.image for s in plan.skipped} == {"alpine"}
+    rapids = next(t for t in plan.targets if t.image == "rapids")
+    assert rapids.build_args["BASE_IMAGE"] == debian.build_args["BASE_IMAGE"]
+
+
+def test_jobs_of_large_images_free_the_runner_disk_first() -> None:
+    matrix = make_plan(load_images(["debian", "rapids"]), "r:1").matrix()
+    assert {(job["image"], job["free_disk"]) for job in matrix} == {("debian", False), ("rapids", True)}
 
 
 def test_platform_and_python_filters_and_extra_tags_on_the_default_python() -> None:
