@@ -16,8 +16,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from buildtools.cluster import contract, labels
 from buildtools.cluster import kube as kube_module
-from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
 from buildtools.cluster.handle import DELETION_COST, RETIRED_COST
 from buildtools.cluster.kube import Kube, PortForward, in_cluster
@@ -568,7 +568,9 @@ def test_an_explicit_kubeconfig_wins_over_the_pods_own_account(
     monkeypatch.delenv("KUBECONFIG", raising=False)
     assert in_cluster()
     with start("ic", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig) as cluster:
-        # Not the other cluster's .svc name, unreachable from here: a local forward.
-        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        # Not the other cluster's .svc name, unreachable from here: a local forward (kwok's
+        # fake pods are Ready, so the forward is set up; no scheduler answers through it).
+        address = cluster._reach(contract.COMM_PORT_NAME, contract.SCHEDULER_PORT, "tcp")
+        assert address.startswith("tcp://127.0.0.1:"), address
     monkeypatch.setenv("KUBECONFIG", kubeconfig)  # $KUBECONFIG is explicit too
     assert Kube.connect().in_cluster is False
