@@ -231,7 +231,8 @@ def build_target(
         work_steps=progress.work_steps,
         cached_steps=progress.cached_steps,
         sizes=sizes,
-        verdicts=judge(target.name, sizes, budgets, base_layers, previous),
+        # The budgets are what a node pulls: the zstd layers; a gzip build is the same content.
+        verdicts=judge(target.name, sizes, budgets, base_layers, previous) if compression == "zstd" else [],
         digest=json.loads(metadata.read_text()).get("containerimage.digest") if metadata.exists() else None,
     )
 
