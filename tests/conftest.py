@@ -56,13 +56,20 @@ def debian_build(registry: Registry, settings: Settings, build_log: Path) -> Tar
     return result
 
 
+def pinned_ref(result: TargetResult) -> str:
+    """The image just built, by digest: other builds on the same engine and registry (other
+    checkouts) may move its tags while the tests run."""
+    ref = result.target.refs[0]
+    return f"{ref.rsplit(':', 1)[0]}@{result.digest}" if result.digest else ref
+
+
 @pytest.fixture(scope="session")
 def debian_image(debian_build: TargetResult) -> str:
-    return debian_build.target.refs[0]
+    return pinned_ref(debian_build)
 
 
 @pytest.fixture(scope="session")
 def dataframe_image(registry: Registry, settings: Settings, build_log: Path) -> str:
     """The dataframe flavour (amd64, arm64), built from the same Dockerfile."""
     (result,) = build_images(["debian-dataframe"], settings, build_log)
-    return result.target.refs[0]
+    return pinned_ref(result)
