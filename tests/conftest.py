@@ -93,9 +93,16 @@ def debian_build(registry: Registry, settings: Settings, build_log: Path) -> Tar
     return result
 
 
+def pinned_ref(result: TargetResult) -> str:
+    """The image just built, by digest: other builds on the same engine and registry (other
+    checkouts) may move its tags while the tests run."""
+    ref = result.target.refs[0]
+    return f"{ref.rsplit(':', 1)[0]}@{result.digest}" if result.digest else ref
+
+
 @pytest.fixture(scope="session")
 def debian_image(debian_build: TargetResult) -> str:
-    return debian_build.target.refs[0]
+    return pinned_ref(debian_build)
 
 
 @pytest.fixture(scope="session")
@@ -107,14 +114,14 @@ def debian_images(debian_image: str, registry: Registry, settings: Settings, bui
         if python != DEBIAN.default_python
         and (platforms := [platform for tested, platform in TESTED_VARIANTS if tested == python])
     ]
-    return {DEBIAN.default_python: debian_image} | {r.target.python: r.target.refs[0] for r in results}
+    return {DEBIAN.default_python: debian_image} | {r.target.python: pinned_ref(r) for r in results}
 
 
 @pytest.fixture(scope="session")
 def dataframe_image(registry: Registry, settings: Settings, build_log: Path) -> str:
     """The dataframe flavour (amd64, arm64), built from the same Dockerfile."""
     (result,) = build_images(["debian-dataframe"], settings, build_log)
-    return result.target.refs[0]
+    return pinned_ref(result)
 
 
 @pytest.fixture(scope="session")
