@@ -137,4 +137,4 @@ def rapids_build(registry: Registry, settings: Settings, build_log: Path) -> Tar
 
 @pytest.fixture(scope="session")
 def rapids_image(rapids_build: TargetResult) -> str:
-    return rapids_build.target.refs[0]
+    return pinned_ref(rapids_build)
