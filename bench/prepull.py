@@ -147,18 +147,20 @@ def start_time(core: client.CoreV1Api, image: str, timeout: float = 900) -> floa
 
 @contextmanager
 def shaped(registry: str, rate: str | None) -> Iterator[None]:
-    """Replies from the registry's port on the loopback interface limited to RATE (tc), for the
-    duration; every other loopback flow keeps its own band, unshaped."""
+    """Replies from the registry's port on the loopback interface limited to RATE (tc htb), for
+    the duration; every other loopback flow goes through an unlimited class. (This kernel has
+    htb and tbf, not prio or netem.)"""
     if not rate:
         yield
         return
     port = registry.rsplit(":", 1)[1]
-    sh("tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio", "bands", "3", "priomap", *["0"] * 16)
+    sh("tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
     try:
-        sh("tc", "qdisc", "add", "dev", "lo", "parent", "1:3", "handle", "30:", "tbf", "rate", rate,
-           "burst", "512kb", "latency", "100ms")  # fmt: skip
-        sh("tc", "filter", "add", "dev", "lo", "parent", "1:0", "protocol", "ip", "u32",
-           "match", "ip", "sport", port, "0xffff", "flowid", "1:3")  # fmt: skip
+        for classid, limit in (("1:10", "100gbit"), ("1:20", rate)):
+            sh("tc", "class", "add", "dev", "lo", "parent", "1:", "classid", classid, "htb",
+               "rate", limit, "ceil", limit, "burst", "256k", "cburst", "256k")  # fmt: skip
+        sh("tc", "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+           "match", "ip", "sport", port, "0xffff", "flowid", "1:20")  # fmt: skip
         yield
     finally:
         sh("tc", "qdisc", "del", "dev", "lo", "root")
