@@ -70,8 +70,8 @@ def platform(variant: tuple[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def image(images: dict[str, str], python: str) -> str:
-    return images[python]
+def image(debian_images: dict[str, str], python: str) -> str:
+    return debian_images[python]
 
 
 @pytest.fixture(scope="module")
