@@ -176,6 +176,10 @@ true | 1 | yes)
     check_positive SCHEDULER_WAIT_TIMEOUT "$wait_timeout"
     gpu=false
     if gpu_worker; then gpu=true; fi
+    # Every setting is checked before the (long) wait for the scheduler.
+    nthreads=${WORKER_NTHREADS:-$(cgroup_cpus)}
+    [ -z "$nthreads" ] || check_positive WORKER_NTHREADS "$nthreads"
+    memory=${WORKER_MEMORY_LIMIT:-$(cgroup_memory)}
     wait_for_scheduler "$scheduler" "$wait_timeout"
     if [ "$gpu" = true ]; then
         # One worker process per visible GPU; threads and memory are per GPU, so only explicit
@@ -185,9 +189,6 @@ true | 1 | yes)
             ${WORKER_NTHREADS:+--nthreads "$WORKER_NTHREADS"} \
             ${WORKER_MEMORY_LIMIT:+--memory-limit "$WORKER_MEMORY_LIMIT"} "$@" "$scheduler"
     fi
-    nthreads=${WORKER_NTHREADS:-$(cgroup_cpus)}
-    [ -z "$nthreads" ] || check_positive WORKER_NTHREADS "$nthreads"
-    memory=${WORKER_MEMORY_LIMIT:-$(cgroup_memory)}
     log "starting worker for $scheduler, threads: ${nthreads:-all CPUs}, memory limit: ${memory:-auto}"
     exec dask worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
         ${nthreads:+--nthreads "$nthreads"} ${memory:+--memory-limit "$memory"} "$@" "$scheduler"
