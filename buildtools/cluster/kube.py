@@ -159,16 +159,14 @@ class Kube:
         with api_call(f"delete {kind} {name}"), suppress(NotFoundError):
             resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Foreground"})
 
+    def _merge_patch(self, what: str, api_version: str, kind: str, name: str, namespace: str, body: Obj) -> None:
+        resource = self.resource(api_version, kind)
+        with api_call(f"{what} {kind} {namespace}/{name}"):
+            resource.patch(body=body, name=name, namespace=namespace, content_type="application/merge-patch+json")
+
     def annotate(self, api_version: str, kind: str, name: str, namespace: str, annotations: dict[str, str]) -> None:
         """Set annotations (a merge patch): they are not the applied spec's, so apply keeps them."""
-        resource = self.resource(api_version, kind)
-        with api_call(f"annotate {kind} {namespace}/{name}"):
-            resource.patch(
-                body={"metadata": {"annotations": annotations}},
-                name=name,
-                namespace=namespace,
-                content_type="application/merge-patch+json",
-            )
+        self._merge_patch("annotate", api_version, kind, name, namespace, {"metadata": {"annotations": annotations}})
 
     def ready_pods(self, namespace: str, service: str) -> list[str]:
         """The Ready pods behind a Service (its selector's), where its traffic may go."""
@@ -180,14 +178,7 @@ class Kube:
 
     def patch_scale(self, name: str, namespace: str, replicas: int) -> None:
         """A Deployment's replicas, by a patch of the Deployment (the Role's `patch`; no scale subresource)."""
-        resource = self.resource("apps/v1", "Deployment")
-        with api_call(f"scale Deployment {namespace}/{name}"):
-            resource.patch(
-                body={"spec": {"replicas": replicas}},
-                name=name,
-                namespace=namespace,
-                content_type="application/merge-patch+json",
-            )
+        self._merge_patch("scale", "apps/v1", "Deployment", name, namespace, {"spec": {"replicas": replicas}})
 
     def namespace_exists(self, namespace: str) -> bool:
         return self.get("v1", "Namespace", namespace) is not None
