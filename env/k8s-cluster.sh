@@ -70,10 +70,32 @@ api_ready() {
             get --raw /readyz >/dev/null 2>&1
 }
 
-wait_api() { wait_for "$timeout" "API of cluster $name (logs: $cluster_dir/logs)" api_ready; }
+# The controller-manager gives every namespace its default ServiceAccount: once "default"
+# has one, its controllers run (pods are refused admission until then).
+controllers_ready() {
+    "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s \
+        get serviceaccount default --namespace default >/dev/null 2>&1
+}
+
+wait_api() {
+    wait_for "$timeout" "API of cluster $name (logs: $cluster_dir/logs)" api_ready &&
+        wait_for "$timeout" "controller-manager of cluster $name (logs: $cluster_dir/logs)" controllers_ready
+}
 
 # PIDs of processes still running a binary of this cluster (its bin/ links).
 cluster_pids() { pids_running "$cluster_dir/*"; }
+
+# Every component kwokctl started (one pid file each) still runs: an API that answers is
+# not enough to reuse a cluster whose controller-manager or scheduler has exited.
+components_alive() {
+    for f in "$cluster_dir"/pids/*.pid; do
+        [ -f "$f" ] || return 1
+        case $(tr '\0' ' ' 2>/dev/null <"/proc/$(cat "$f")/cmdline") in
+            "$cluster_dir"/*) ;;
+            *) return 1 ;;
+        esac
+    done
+}
 
 # kwokctl skips a component whose pid file names a process that answers
 # signal 0, zombies included (this machine's PID 1 reaps them late): drop the
@@ -92,12 +114,12 @@ forget_dead_pids() {
 up() {
     sh "$here/k8s-build.sh" >&2
     if [ -d "$cluster_dir" ]; then
-        if api_ready; then
+        if api_ready && components_alive; then
             say "cluster $name already running"
             echo "$kubeconfig"
             return 0
         fi
-        say "cluster $name exists but does not answer: restarting it"
+        say "cluster $name exists but does not answer or lost a component: restarting it"
         forget_dead_pids
         if kwokctl start cluster --name "$name" >&2 && wait_api; then
             echo "$kubeconfig"

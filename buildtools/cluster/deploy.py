@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from buildtools.cluster.render import render_cluster, render_prepuller
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
 from buildtools.cluster.waits import (
     Deadline,
+    Progress,
     pod_failure,
     pod_is_ready,
     replica_failure,
@@ -46,7 +47,6 @@ from buildtools.errors import (
 
 __all__ = ["DaskCluster", "attach", "delete_dask_cluster", "prepull_images", "start_dask_cluster"]
 
-Progress = Callable[[str], None]
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
 # pods go with them (foreground deletion), and the wait for deletion watches those too.
 CLUSTER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
@@ -251,7 +251,7 @@ def _deploy(
     """Apply the cluster's objects and wait for their rollout; a failed start of a new cluster
     removes what it created (unless keep_on_failure). Permissions and a server-side dry run of
     every object come first: a refusal fails before anything exists."""
-    preflight.preflight(kube, spec, prepull)
+    preflight.preflight(kube, spec, prepull, deadline, progress)
     try:
         if prepull:
             prepull_images(

@@ -27,10 +27,9 @@ from buildtools.cluster import contract, labels
 from buildtools.cluster.kube import Kube, PortForward
 from buildtools.cluster.kubetypes import Count, validate
 from buildtools.cluster.specs import ClusterSpec
-from buildtools.cluster.waits import Deadline
+from buildtools.cluster.waits import Deadline, Progress
 from buildtools.errors import DeployError, VersionMismatchError, WaitTimeout
 
-Progress = Callable[[str], None]
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 # The lowest cost there is (an int32): the ReplicaSet controller removes these pods first.
 RETIRED_COST = str(-(2**31))

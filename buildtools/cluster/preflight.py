@@ -6,6 +6,9 @@
 2. A server-side dry run (dryRun=All) of every object, and of one pod of each Deployment's
    template: the namespace's admission (ResourceQuota, LimitRange, PodSecurity, webhooks)
    judges the pods as it will judge the real ones, and nothing is left behind when it refuses.
+   A namespace made moments ago has no ServiceAccount yet (the controller-manager adds
+   "default" within seconds) and admission refuses pods until then: that refusal is waited
+   out within the start's deadline, as a ReplicaSet controller would retry it.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from buildtools.cluster.kube import Kube
+from buildtools.cluster.kube import Kube, kind_label
 from buildtools.cluster.placement import prepull_placement
 from buildtools.cluster.render import render_cluster, render_prepuller, render_rbac
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
-from buildtools.errors import ForbiddenError
+from buildtools.cluster.waits import Deadline, Progress, wait_until
+from buildtools.errors import AdmissionError, ForbiddenError
 
 Obj = dict[str, Any]
 Permission = tuple[str, str, str]  # (API group, resource, verb)
 # The reviews are independent requests: a few at once keep the preflight short.
 CONCURRENT_REVIEWS = 8
+# The ServiceAccount admission plugin's words when a pod's account does not exist (yet).
+MISSING_SERVICE_ACCOUNT = "error looking up service account"
 
 
 def needed_permissions(namespace: str, prepull: bool) -> list[Permission]:
@@ -87,18 +93,34 @@ def planned_objects(spec: ClusterSpec, prepull: bool) -> list[Obj]:
     return objects
 
 
-def dry_run(kube: Kube, objects: Iterable[Obj]) -> None:
+def dry_run_pod(kube: Kube, pod: Obj, deadline: Deadline, progress: Progress) -> None:
+    """The pod through admission; while its ServiceAccount does not exist yet, again."""
+    account = pod["spec"].get("serviceAccountName", "default")
+
+    def admitted() -> tuple[bool, str]:
+        try:
+            kube.dry_run_create(pod)
+        except AdmissionError as refusal:
+            if MISSING_SERVICE_ACCOUNT not in str(refusal):
+                raise
+            return False, f"ServiceAccount {pod['metadata']['namespace']}/{account} does not exist (yet)"
+        return True, "admitted"
+
+    wait_until(admitted, f"admission of {kind_label(pod)}", deadline, progress)
+
+
+def dry_run(kube: Kube, objects: Iterable[Obj], deadline: Deadline, progress: Progress) -> None:
     """Each object, then one pod of each workload's template, through the server's admission."""
     objects = list(objects)
     for obj in objects:
         kube.apply(obj, dry_run=True)
     for obj in objects:
         if obj["kind"] in ("Deployment", "DaemonSet"):
-            kube.dry_run_create(template_pod(obj))
+            dry_run_pod(kube, template_pod(obj), deadline, progress)
 
 
-def preflight(kube: Kube, spec: ClusterSpec, prepull: bool) -> None:
+def preflight(kube: Kube, spec: ClusterSpec, prepull: bool, deadline: Deadline, progress: Progress) -> None:
     """Permissions, then the dry run: a few quick requests, inside the start's one deadline
     (the waits after them get what is left of it)."""
     check_permissions(kube, spec.namespace, prepull)
-    dry_run(kube, planned_objects(spec, prepull))
+    dry_run(kube, planned_objects(spec, prepull), deadline, progress)

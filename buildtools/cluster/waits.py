@@ -22,6 +22,7 @@ from buildtools.errors import (
 )
 
 Obj = dict[str, Any]
+Progress = Callable[[str], None]
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CRASH_FAILURES = {"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 

@@ -6,6 +6,7 @@ nodes: Deployments and DaemonSets really roll out; containers do not run (see te
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,14 +17,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from buildtools.cluster import contract, labels
+from buildtools.cluster import contract, labels, preflight
 from buildtools.cluster import kube as kube_module
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
 from buildtools.cluster.handle import DELETION_COST, RETIRED_COST
 from buildtools.cluster.kube import Kube, PortForward, in_cluster
-from buildtools.cluster.render import render_rbac
+from buildtools.cluster.render import render_cluster, render_rbac
 from buildtools.cluster.specs import ClusterSpec
-from buildtools.cluster.waits import rollout_state, wait_until
+from buildtools.cluster.waits import Deadline, rollout_state, wait_until
 from buildtools.errors import (
     AdmissionError,
     ConfigError,
@@ -514,6 +515,39 @@ def test_pod_security_refuses_root_pods_at_the_dry_run(kubeconfig: str, namespac
     assert objects_of(kubeconfig, namespace, "ps") == {}
     with start("ok", **options):  # the default pods meet "restricted"
         pass
+
+
+def test_the_dry_run_waits_for_a_service_account_that_appears_and_names_one_that_never_does(
+    kubeconfig: str, namespace: str
+) -> None:
+    """A pod's ServiceAccount missing at first (as `default` is in a namespace made a moment
+    ago) is waited for; one that never comes fails at the deadline, naming it."""
+    (scheduler,) = [
+        o
+        for o in render_cluster(ClusterSpec(name="sa", namespace=namespace, image=IMAGE))
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "sa-scheduler"
+    ]
+    pod = preflight.template_pod(scheduler)
+    pod["spec"]["serviceAccountName"] = "later"
+    kube = Kube.connect(kubeconfig)
+    seen: list[str] = []
+
+    def create_the_account() -> None:
+        time.sleep(3)
+        with api_client(kubeconfig) as api:
+            client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": "later"}})
+
+    creator = threading.Thread(target=create_the_account)
+    creator.start()
+    preflight.dry_run_pod(kube, pod, Deadline.after(60), seen.append)
+    creator.join()
+    waiting = f"waiting for admission of Pod {namespace}/sa-scheduler-dry-run"
+    assert seen[0] == f"{waiting}: ServiceAccount {namespace}/later does not exist (yet)"
+    assert seen[-1].endswith(": admitted")
+
+    pod["spec"]["serviceAccountName"] = "never"
+    with pytest.raises(WaitTimeout, match=rf"timed out after 3 s .*ServiceAccount {namespace}/never does not exist"):
+        preflight.dry_run_pod(kube, pod, Deadline.after(3), seen.append)
 
 
 def test_a_role_without_a_verb_fails_the_preflight_naming_it(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
