@@ -124,6 +124,10 @@ def dataframe_image(registry: Registry, settings: Settings, build_log: Path) -> 
     return pinned_ref(result)
 
 
+# The one RAPIDS platform the suite builds (see rapids_build).
+RAPIDS_PLATFORM = "linux/amd64"
+
+
 @pytest.fixture(scope="session")
 def rapids_build(registry: Registry, settings: Settings, build_log: Path) -> TargetResult:
     """The RAPIDS image for linux/amd64, the platform its container tests run on: importing
@@ -131,7 +135,7 @@ def rapids_build(registry: Registry, settings: Settings, build_log: Path) -> Tar
     (`make images` builds arm64 too). No registry build cache: exporting its 2.6 GB wheels
     stage took minutes; the engine's own cache and the wheels' cache mount remain."""
     options = BuildOptions(ca_bundle=settings.default_ca_bundle, registry_cache=False)
-    (result,) = build_images(["rapids"], settings, build_log, options=options, platforms=["linux/amd64"])
+    (result,) = build_images(["rapids"], settings, build_log, options=options, platforms=[RAPIDS_PLATFORM])
     return result
 
 

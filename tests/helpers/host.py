@@ -4,6 +4,10 @@ the emulation settings per platform."""
 from __future__ import annotations
 
 import socket
+import time
+
+import pytest
+from python_on_whales import docker
 
 # QEMU before 8 emulates arm64's pointer authentication (QARMA5) on its default "max" CPU,
 # and Debian trixie's binaries use it in every function: under Debian bookworm's QEMU 7.2,
@@ -20,3 +24,41 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def run_once(
+    image: str,
+    platform: str,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    user: str | None = None,
+    volumes: list[tuple[str, str, str]] | None = None,
+    workdir: str | None = None,
+    timeout: float = 600,
+    networks: list[str] | None = None,
+) -> tuple[int, str]:
+    """Run a container to completion (with no network unless `networks` says); return its
+    exit code and output.
+
+    A container still running after `timeout` seconds fails the test (with its output so far).
+    """
+    container = docker.run(
+        image,
+        command or [],
+        platform=platform,
+        envs={**platform_env(platform), **(env or {})},
+        detach=True,
+        networks=networks or ["none"],
+        user=user,
+        volumes=volumes or [],
+        workdir=workdir,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while docker.container.inspect(container.id).state.running:
+            if time.monotonic() > deadline:
+                pytest.fail(f"still running after {timeout:.0f} s:\n{docker.logs(container)}")
+            time.sleep(0.5)
+        return int(docker.wait(container)), docker.logs(container)
+    finally:
+        container.remove(force=True)

@@ -1,6 +1,6 @@
 """The images under an arbitrary UID in group 0, the way OpenShift runs every container
 (`docker run --user 1000650000:0`): a UID with no passwd entry, which may write only what
-group 0 may write. On every platform of every built image (ARM under QEMU).
+group 0 may write. On every image and platform the suite builds (ARM under QEMU).
 
 A scheduler and a worker install a package at start (EXTRA_PIP_PACKAGES, into the image's
 venv), and a client, in a third container of the same image and UID, computes on them.
@@ -17,15 +17,20 @@ import pytest
 from python_on_whales import Container, docker
 
 from buildtools.images.config import load_image
-from tests.helpers.host import free_port, platform_env
+from tests.conftest import DEBIAN, RAPIDS_PLATFORM
+from tests.helpers.host import free_port, platform_env, run_once
 from tests.helpers.wheels import GREETING, WHEEL_PACKAGE, write_wheel
 
 pytestmark = pytest.mark.images
 
 ARBITRARY_USER = "1000650000:0"
-# image name -> its conftest fixture
-IMAGE_FIXTURES = {"debian": "debian_image", "debian-dataframe": "dataframe_image"}
-CASES = [(name, platform) for name in IMAGE_FIXTURES for platform in load_image(name).platforms]
+# image name -> (its conftest fixture, the platforms the suite builds of it)
+IMAGE_FIXTURES = {
+    "debian": ("debian_image", DEBIAN.variant_platforms(DEBIAN.default_python)),
+    "debian-dataframe": ("dataframe_image", load_image("debian-dataframe").platforms),
+    "rapids": ("rapids_image", [RAPIDS_PLATFORM]),
+}
+CASES = [(name, platform) for name, (_, platforms) in IMAGE_FIXTURES.items() for platform in platforms]
 TIMEOUT = 300  # seconds for the containers to start and compute (QEMU is slow)
 
 # Runs in the client container: argv[1] the scheduler, argv[2] "dataframe" for that flavour.
@@ -75,7 +80,7 @@ def start(image: str, platform: str, env: dict[str, str], wheels: Path) -> Conta
 @pytest.fixture(params=CASES, ids=[f"{name}-{platform}" for name, platform in CASES])
 def case(request: pytest.FixtureRequest) -> tuple[str, str, str]:
     name, platform = request.param
-    return name, str(request.getfixturevalue(IMAGE_FIXTURES[name])), platform
+    return name, str(request.getfixturevalue(IMAGE_FIXTURES[name][0])), platform
 
 
 @pytest.fixture
@@ -103,19 +108,14 @@ def test_scheduler_worker_and_runtime_pip_install(
 ) -> None:
     name, image, platform = case
     address, servers = cluster
-    client = docker.run(
+    code, output = run_once(
         image,
-        ["python", "-c", CLIENT, address, "dataframe" if "dataframe" in name else "array"],
-        platform=platform,
+        platform,
+        command=["python", "-c", CLIENT, address, "dataframe" if "dataframe" in name else "array"],
         user=ARBITRARY_USER,
-        envs=platform_env(platform),
-        detach=True,
         networks=["host"],
+        timeout=2 * TIMEOUT,
     )
-    try:
-        code, output = int(docker.wait(client)), docker.logs(client)
-    finally:
-        client.remove(force=True)
     logs = "\n".join(f"--- {c.name}:\n{docker.logs(c)}" for c in servers)
     assert code == 0, f"{output}\n{logs}"
     result = json.loads(output.splitlines()[-1])

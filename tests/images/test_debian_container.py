@@ -12,46 +12,10 @@ import testinfra
 from python_on_whales import Container, docker
 
 from tests.conftest import DEBIAN, TESTED_VARIANTS
-from tests.helpers.host import platform_env
+from tests.helpers.host import platform_env, run_once
 from tests.helpers.wheels import GREETING, WHEEL_PACKAGE, write_wheel
 
 pytestmark = pytest.mark.images
-
-
-def run_once(
-    image: str,
-    platform: str,
-    env: dict[str, str] | None = None,
-    command: list[str] | None = None,
-    user: str | None = None,
-    volumes: list[tuple[str, str, str]] | None = None,
-    workdir: str | None = None,
-    timeout: float = 600,
-) -> tuple[int, str]:
-    """Run a container to completion (no network); return its exit code and output.
-
-    A container still running after `timeout` seconds fails the test (with its output so far).
-    """
-    container = docker.run(
-        image,
-        command or [],
-        platform=platform,
-        envs={**platform_env(platform), **(env or {})},
-        detach=True,
-        networks=["none"],
-        user=user,
-        volumes=volumes or [],
-        workdir=workdir,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while docker.container.inspect(container.id).state.running:
-            if time.monotonic() > deadline:
-                pytest.fail(f"still running after {timeout:.0f} s:\n{docker.logs(container)}")
-            time.sleep(0.5)
-        return int(docker.wait(container)), docker.logs(container)
-    finally:
-        container.remove(force=True)
 
 
 @pytest.fixture(scope="module", params=TESTED_VARIANTS, ids=lambda variant: f"py{variant[0]}-{variant[1]}")

@@ -16,27 +16,18 @@ from python_on_whales import Container, docker
 from buildtools.images.build import TargetResult
 from buildtools.images.config import MIRROR_REPOSITORY, load_image
 from buildtools.settings import Settings
-from tests.helpers.host import free_port
+from tests.conftest import RAPIDS_PLATFORM
+from tests.helpers.host import free_port, run_once
 
 pytestmark = pytest.mark.images
 
 CONFIG = load_image("rapids")
-PLATFORM = "linux/amd64"
 CUDA = CONFIG.versions["cuda"]
-
-
-def run_once(image: str, command: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run a container of the image to completion (no network); its exit code and output."""
-    container = docker.run(image, command, platform=PLATFORM, envs=env or {}, detach=True, networks=["none"])
-    try:
-        return int(docker.wait(container)), docker.logs(container)
-    finally:
-        container.remove(force=True)
 
 
 def run_python(image: str, script: str) -> dict[str, str]:
     """Run a Python script in the image; it prints one JSON object as its last line."""
-    code, output = run_once(image, ["python", "-c", script])
+    code, output = run_once(image, RAPIDS_PLATFORM, command=["python", "-c", script])
     assert code == 0, output
     return dict(json.loads(output.strip().splitlines()[-1]))
 
@@ -153,7 +144,7 @@ def cluster(rapids_image: str) -> Iterator[tuple[str, str]]:
             containers.append(
                 docker.run(
                     rapids_image,
-                    platform=PLATFORM,
+                    platform=RAPIDS_PLATFORM,
                     envs={"HOST": "127.0.0.1", **env},
                     detach=True,
                     networks=["host"],
@@ -181,24 +172,21 @@ print(json.dumps({{"total": total, "workers": len(workers), "health": health}}))
 
 def test_cpu_worker_computes_and_the_dashboard_answers(rapids_image: str, cluster: tuple[str, str]) -> None:
     address, dashboard = cluster
-    container = docker.run(
+    code, output = run_once(
         rapids_image,
-        ["python", "-c", COMPUTE.format(address=address, dashboard=dashboard)],
-        platform=PLATFORM,
-        detach=True,
+        RAPIDS_PLATFORM,
+        command=["python", "-c", COMPUTE.format(address=address, dashboard=dashboard)],
         networks=["host"],
     )
-    try:
-        code, output = int(docker.wait(container)), docker.logs(container)
-    finally:
-        container.remove(force=True)
     assert code == 0, output
     assert json.loads(output.strip().splitlines()[-1]) == {"total": 1_000_000, "workers": 1, "health": "ok"}
 
 
 def test_gpu_worker_without_a_gpu_fails_in_one_line(rapids_image: str) -> None:
     code, output = run_once(
-        rapids_image, [], env={"WORKER": "true", "GPU_WORKER": "true", "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"}
+        rapids_image,
+        RAPIDS_PLATFORM,
+        env={"WORKER": "true", "GPU_WORKER": "true", "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:1"},
     )
     assert code == 1
     assert output.strip().splitlines() == [

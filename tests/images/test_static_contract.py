@@ -27,9 +27,6 @@ CA_SECRET = {"type": "secret", "id": "ca", "target": "/run/secrets/ca"}
 INDEX_SECRET = {"type": "secret", "id": "pip_index_url", "env": "PIP_INDEX_URL"}
 # The shared build scripts (strip.sh, user.sh): bind-mounted into the RUN that uses them.
 BUILD_SCRIPTS = sorted(path.name for path in IMAGES_DIR.glob("*.sh"))
-# Images whose user and writable directories come from images/user.sh (arbitrary UIDs).
-# rapids: its own set-up for now (a user in the base's `conda` group); it moves to user.sh next.
-USER_SCRIPT_IMAGES = [name for name in image_names() if name != "rapids"]
 # Variables that would put a CA bundle or an index URL (which may carry credentials) into
 # the image config or the build history, instead of a BuildKit secret.
 LEAKY_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_INDEX_URL")
@@ -66,10 +63,16 @@ class Dockerfile:
     def all(self, keyword: str) -> list[Instruction]:
         return [i for i in self.instructions if i.keyword == keyword]
 
-    def stage(self) -> list[Instruction]:
-        """The instructions of the final stage, after its FROM."""
-        last_from = max(n for n, i in enumerate(self.instructions) if i.keyword == "FROM")
-        return list(self.instructions[last_from + 1 :])
+    def stage(self, name: str | None = None) -> list[Instruction]:
+        """The instructions of stage NAME (`FROM ... AS NAME`), by default the final stage's,
+        after its FROM."""
+        starts = [n for n, i in enumerate(self.instructions) if i.keyword == "FROM"]
+        if name is not None:
+            (start,) = [n for n in starts if re.search(rf"\s+AS\s+{name}$", self.instructions[n].value, re.I)]
+        else:
+            start = starts[-1]
+        end = next((n for n in starts if n > start), len(self.instructions))
+        return list(self.instructions[start + 1 : end])
 
     def stage_from(self) -> Instruction:
         """The FROM of the final stage."""
@@ -275,14 +278,26 @@ def test_build_scripts_are_bind_mounted_not_copied(name: str, script: str) -> No
             )
 
 
-@pytest.mark.parametrize("name", USER_SCRIPT_IMAGES)
+USER_SCRIPT = r'\bsh /tmp/user\.sh "?\$\{?DASK_UID\}?"?'
+
+
+@pytest.mark.parametrize("name", IMAGES)
 def test_user_and_writable_directories_come_from_user_script(name: str) -> None:
-    # One set-up for every image: group 0 may write the venv and HOME (arbitrary UIDs).
-    runs = dockerfile(name).all("RUN")
-    calls = [r for r in runs if re.search(r'\bsh /tmp/user\.sh "?\$\{?DASK_UID\}?"? /opt/dask\b', r.value)]
+    # One set-up for every image: group 0 may write the venv and HOME (arbitrary UIDs). The
+    # venv is handed over in the last RUN of the stage that writes it: the image's own, or a
+    # stage the image copies it from as it is (a --chown would take group 0's rights away).
+    parsed = dockerfile(name)
+    final = parsed.stage()
+    copied = [i for i in final if i.keyword == "COPY" and i.value.split()[-1] == "/opt/dask"]
+    assert not any(i.flags("chown") for i in copied), f"{name}: COPY /opt/dask keeps user.sh's owner and group"
+    source = [i.flags("from")[0] for i in copied if i.flags("from")]
+    runs = [i for i in (parsed.stage(source[0]) if source else final) if i.keyword == "RUN"]
+    calls = [r for r in runs if re.search(USER_SCRIPT + r" /opt/dask\b", r.value)]
     assert len(calls) == 1, f'{name}: one RUN must call sh /tmp/user.sh "$DASK_UID" /opt/dask'
     assert calls[0] is runs[-1], f"{name}: user.sh runs in the last RUN, after everything that writes /opt/dask"
-    for run in runs:
+    created = [r for r in final if r.keyword == "RUN" and re.search(USER_SCRIPT, r.value)]
+    assert len(created) == 1, f"{name}: the image's own stage creates its user with user.sh, once"
+    for run in parsed.all("RUN"):
         own = re.findall(r"\b(useradd|adduser|groupadd|addgroup|chown|chgrp)\b", run.value)
         assert not own, f"{name} line {run.line}: {own[0]} belongs in images/user.sh"
 
