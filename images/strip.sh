@@ -8,9 +8,16 @@ set -eu
 for tree in "$@"; do
     [ -d "$tree" ] || continue
     # Test suites shipped inside packages (dask, distributed, numpy, tornado ...) and the
-    # standard library's own; numpy.testing stays (some libraries import it at run time).
+    # standard library's own; numpy.testing stays (some libraries import it at run time),
+    # with the one module of numpy's own tests that it imports.
     find "$tree" -depth -type d \( -name tests -o -name test -o -name idle_test \) \
-        ! -path '*/numpy/testing*' -exec rm -rf {} +
+        ! -path '*/numpy/testing*' ! -path '*/numpy/_core/tests' -exec rm -rf {} +
+    find "$tree" -path '*/numpy/_core/tests/*' ! -name __pycache__ ! -name '_natype.*' ! -name '__init__.*' \
+        -prune -exec rm -rf {} +
+    # Extension modules only numpy's tests load (_simd alone is 2.9 MB), and the texts of
+    # help() topics.
+    find "$tree" -path '*/numpy/_core/*' \( -name '_simd.*.so' -o -name '_*_tests.*.so' \) -type f -delete
+    find "$tree" -depth -type d -name pydoc_data -exec rm -rf {} +
     # Build-time-only parts: C headers, Fortran wrapper generator, type stubs, installers.
     find "$tree" -depth -type d \( -path '*/numpy/_core/include' -o -path '*/numpy/f2py' \
         -o -path '*/numpy/_pyinstaller' -o -name ensurepip -o -name lib2to3 -o -name idlelib \

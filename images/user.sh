@@ -4,8 +4,8 @@
 # every container (`docker run --user 1000650000:0`, a pod whose runAsUser the platform
 # assigns), with no passwd entry for that UID.
 # Shared by every image; bind-mounted into the build (like strip.sh), so it never lands in a
-# layer itself. Run it as root in the RUN step that last writes the DIRs (a later chown or
-# chmod would copy every file into a new layer).
+# layer itself. Run it as root in each RUN step that writes the DIRs (the last one included):
+# it changes only what that step added or changed.
 #
 # usage: user.sh UID DIR...
 #
@@ -34,8 +34,13 @@ if ! cut -d: -f3 /etc/passwd | grep -qx "$uid"; then
 fi
 
 mkdir -p "$home"
+# Only what is not as wanted yet: a file chowned or chmodded is copied whole into the layer of
+# the RUN that does it, so a venv handed over in an earlier layer costs nothing a second time.
+# chown -h: a venv's bin/python is a link to the system's Python, which stays root's.
 for dir in "$home" "$@"; do
-    chown -R "$uid:0" "$dir"
-    chmod -R g=u "$dir"
-    find "$dir" -type d -exec chmod g+s {} +
+    find "$dir" \( ! -user "$uid" -o ! -group 0 \) -exec chown -h "$uid:0" {} +
+    find "$dir" ! -type l \( -perm -0400 ! -perm -0040 -o ! -perm -0400 -perm -0040 \
+        -o -perm -0200 ! -perm -0020 -o ! -perm -0200 -perm -0020 \
+        -o -perm -0100 ! -perm -0010 -o ! -perm -0100 -perm -0010 \) -exec chmod g=u {} +
+    find "$dir" -type d ! -perm -2000 -exec chmod g+s {} +
 done

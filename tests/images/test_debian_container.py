@@ -106,6 +106,12 @@ def test_other_commands_run_instead(image: str, platform: str) -> None:
     assert run_once(image, platform, command=["python", "-c", "print(6 * 7)"]) == (0, "42\n")
 
 
+def test_what_strip_sh_keeps_imports(image: str, platform: str) -> None:
+    # numpy.testing imports a module of numpy's own (stripped) tests; the dashboard needs bokeh.
+    script = "import numpy.testing, numpy.linalg, numpy.fft, numpy.random, bokeh.plotting, distributed; print('ok')"
+    assert run_once(image, platform, command=["python", "-c", script]) == (0, "ok\n")
+
+
 # A scheduler and a worker process of the image, on the container's own loopback.
 COMPUTE = """
 import dask.array as da
