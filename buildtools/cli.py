@@ -211,12 +211,8 @@ def build(
         progress(f"build log: {log_file(settings, target.name)}")
     results = build_plan(resolved, settings, options, (lambda _: None) if quiet else progress)
     out.print(report.timing_table(results))
-    if any(result.verdicts for result in results):
+    if any(result.sizes for result in results):
         out.print(report.size_table(results))
-    for result in results:
-        if not result.verdicts:  # a gzip build: sizes for information, the budgets judge the zstd one
-            for platform, size in sorted(result.sizes.items()):
-                out.print(f"{result.target.name} {platform} ({resolved.compression}): {size.compressed / 1e6:.1f} MB")
     if report_file:
         write_output(report_file, json.dumps(report.json_report(results), indent=2))
     if digest_file:

@@ -21,25 +21,31 @@ def _delta(verdict: Verdict) -> str:
     return f"{change:+.1f}"
 
 
+# A gzip build is the zstd build's content in other layers: the budgets judge the zstd one.
+NOT_JUDGED = "gzip, not judged"
+
+
 def size_table(results: list[TargetResult]) -> Table:
     table = Table(title="Image sizes (MB = 10^6 bytes; compressed is what a node pulls)")
     for column in ("image", "platform", "compressed", "budget", "uncompressed", "budget", "layers", "Δ", "status"):
         table.add_column(column, justify="left" if column in ("image", "platform", "status") else "right")
     for result in results:
-        for verdict in result.verdicts:
-            size = result.sizes[verdict.platform]
-            suffix = " +base" if verdict.budget.over_base else ""
-            table.add_row(
-                verdict.image,
-                verdict.platform,
-                _mb(verdict.counted_compressed) + suffix,
-                f"{verdict.budget.compressed_mb:g}",
-                _mb(verdict.counted_uncompressed) + suffix,
-                f"{verdict.budget.uncompressed_mb:g}",
-                str(len(size.layers)),
-                _delta(verdict),
-                "ok" if verdict.ok else "OVER",
-            )
+        verdicts = {verdict.platform: verdict for verdict in result.verdicts}
+        for platform, size in sorted(result.sizes.items()):
+            if (verdict := verdicts.get(platform)) is None:
+                row = [_mb(size.compressed), "-", _mb(size.uncompressed), "-", str(len(size.layers)), "-", NOT_JUDGED]
+            else:
+                suffix = " +base" if verdict.budget.over_base else ""
+                row = [
+                    _mb(verdict.counted_compressed) + suffix,
+                    f"{verdict.budget.compressed_mb:g}",
+                    _mb(verdict.counted_uncompressed) + suffix,
+                    f"{verdict.budget.uncompressed_mb:g}",
+                    str(len(size.layers)),
+                    _delta(verdict),
+                    "ok" if verdict.ok else "OVER",
+                ]
+            table.add_row(result.target.name, platform, *row)
     return table
 
 
@@ -58,6 +64,36 @@ def timing_table(results: list[TargetResult]) -> Table:
     return table
 
 
+def _platform_report(result: TargetResult, platform: str) -> dict[str, Any]:
+    size = result.sizes[platform]
+    verdict = next((v for v in result.verdicts if v.platform == platform), None)
+    judged: dict[str, Any] = (
+        {
+            "counted_compressed": verdict.counted_compressed,
+            "counted_uncompressed": verdict.counted_uncompressed,
+            "budget": verdict.budget.model_dump(),
+            "previous_compressed": verdict.previous_compressed,
+            "over_budget": verdict.overruns,
+        }
+        if verdict
+        else {  # NOT_JUDGED
+            "counted_compressed": size.compressed,
+            "counted_uncompressed": size.uncompressed,
+            "budget": None,
+            "previous_compressed": None,
+            "over_budget": [],
+        }
+    )
+    return {
+        "platform": platform,
+        "digest": size.digest,
+        "compressed": size.compressed,
+        "uncompressed": size.uncompressed,
+        "layers": len(size.layers),
+        **judged,
+    }
+
+
 def json_report(results: list[TargetResult]) -> dict[str, Any]:
     return {
         "images": [
@@ -70,21 +106,7 @@ def json_report(results: list[TargetResult]) -> dict[str, Any]:
                 "platform_seconds": {p: round(s, 1) for p, s in result.platform_seconds.items()},
                 "work_steps": result.work_steps,
                 "cached_steps": result.cached_steps,
-                "platforms": [
-                    {
-                        "platform": v.platform,
-                        "digest": result.sizes[v.platform].digest,
-                        "compressed": v.compressed,
-                        "uncompressed": v.uncompressed,
-                        "counted_compressed": v.counted_compressed,
-                        "counted_uncompressed": v.counted_uncompressed,
-                        "layers": len(result.sizes[v.platform].layers),
-                        "budget": v.budget.model_dump(),
-                        "previous_compressed": v.previous_compressed,
-                        "over_budget": v.overruns,
-                    }
-                    for v in result.verdicts
-                ],
+                "platforms": [_platform_report(result, platform) for platform in sorted(result.sizes)],
             }
             for result in results
         ],
@@ -100,9 +122,13 @@ def markdown_table(data: dict[str, Any]) -> str:
     ]
     for image in data["images"]:
         for p in image["platforms"]:
+            budget = p["budget"]
+            status = NOT_JUDGED if budget is None else "OVER" if p["over_budget"] else "ok"
+            compressed, uncompressed = (
+                ("-", "-") if budget is None else (f"{budget['compressed_mb']:g}", f"{budget['uncompressed_mb']:g}")
+            )
             lines.append(
                 f"| {image.get('name', image['image'])} | {p['platform']} | {_mb(p['counted_compressed'])} | "
-                f"{p['budget']['compressed_mb']:g} | {_mb(p['counted_uncompressed'])} | "
-                f"{p['budget']['uncompressed_mb']:g} | {p['layers']} | {'OVER' if p['over_budget'] else 'ok'} |"
+                f"{compressed} | {_mb(p['counted_uncompressed'])} | {uncompressed} | {p['layers']} | {status} |"
             )
     return "\n".join(lines)

@@ -201,3 +201,31 @@ def test_an_unwritable_cache_is_one_line_not_a_traceback(registry: Registry, tmp
         f"error: cannot write to the cache {blocker / 'cache'} (Not a directory): "
         "set MINIMALDASK_CACHE to a folder you can write"
     )
+
+
+def test_a_gzip_build_gets_gzip_layers_and_tags_and_is_shown_but_not_judged(registry: Registry, tmp_path: Path) -> None:
+    """Over its zstd budget, as gzip it is still built: the budgets judge the zstd build."""
+    report = tmp_path / "report.json"
+    result = buildtools_build(
+        "tiny-overbudget",
+        "--compression",
+        "gzip",
+        "--platform",
+        "linux/amd64",
+        "--report",
+        str(report),
+        cache_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    (image,) = json.loads(report.read_text())["images"]
+    assert [ref.rsplit(":", 1)[1] for ref in image["refs"]] == ["1-gzip"]
+    (platform,) = image["platforms"]
+    assert (platform["platform"], platform["budget"], platform["over_budget"]) == ("linux/amd64", None, [])
+    (row,) = [line for line in result.stdout.splitlines() if "gzip, not judged" in line]  # in the size table
+    assert row.split()[1:4] == ["tiny-overbudget-py3.13", "│", "linux/amd64"]
+    source = RegistrySource.for_ref(image["refs"][0])
+    _, top = source.top()  # one platform: the manifest itself, or an index with its attestation
+    manifest = top if "layers" in top else source.json(next(m["digest"] for m in top["manifests"]))
+    media_types = {layer["mediaType"] for layer in manifest["layers"]}
+    # Docker's media types (what engines older than 23 know best) or OCI's: gzip either way.
+    assert media_types and all(media_type.endswith("gzip") for media_type in media_types), media_types
