@@ -17,20 +17,21 @@ import pytest
 from python_on_whales import Container, docker
 
 from buildtools.images.config import load_image
-from tests.conftest import DEBIAN, RAPIDS_PLATFORM
+from tests.conftest import RAPIDS_PLATFORM, TESTED_VARIANTS
 from tests.helpers.host import free_port, platform_env, run_once
 from tests.helpers.wheels import GREETING, WHEEL_PACKAGE, write_wheel
 
 pytestmark = pytest.mark.images
 
 ARBITRARY_USER = "1000650000:0"
-# image name -> (its conftest fixture, the platforms the suite builds of it)
-IMAGE_FIXTURES = {
-    "debian": ("debian_image", DEBIAN.variant_platforms(DEBIAN.default_python)),
-    "debian-dataframe": ("dataframe_image", load_image("debian-dataframe").platforms),
-    "rapids": ("rapids_image", [RAPIDS_PLATFORM]),
-}
-CASES = [(name, platform) for name, (_, platforms) in IMAGE_FIXTURES.items() for platform in platforms]
+# (image, Python, platform): every Debian variant the suite tests, the dataframe flavour and
+# RAPIDS on the platforms the suite builds of them.
+DATAFRAME = load_image("debian-dataframe")
+CASES = [
+    *(("debian", python, platform) for python, platform in TESTED_VARIANTS),
+    *(("debian-dataframe", DATAFRAME.default_python, platform) for platform in DATAFRAME.platforms),
+    ("rapids", load_image("rapids").default_python, RAPIDS_PLATFORM),
+]
 TIMEOUT = 300  # seconds for the containers to start and compute (QEMU is slow)
 
 # Runs in the client container: argv[1] the scheduler, argv[2] "dataframe" for that flavour.
@@ -77,10 +78,14 @@ def start(image: str, platform: str, env: dict[str, str], wheels: Path) -> Conta
     )
 
 
-@pytest.fixture(params=CASES, ids=[f"{name}-{platform}" for name, platform in CASES])
+@pytest.fixture(params=CASES, ids=[f"{name}-py{python}-{platform}" for name, python, platform in CASES])
 def case(request: pytest.FixtureRequest) -> tuple[str, str, str]:
-    name, platform = request.param
-    return name, str(request.getfixturevalue(IMAGE_FIXTURES[name][0])), platform
+    name, python, platform = request.param
+    if name == "debian":
+        image = request.getfixturevalue("debian_images")[python]
+    else:
+        image = request.getfixturevalue({"debian-dataframe": "dataframe_image", "rapids": "rapids_image"}[name])
+    return name, str(image), platform
 
 
 @pytest.fixture
