@@ -8,6 +8,7 @@ from rich.table import Table
 
 from buildtools.images.budgets import MB, Verdict
 from buildtools.images.build import TargetResult
+from buildtools.images.sizes import PlatformSize
 
 
 def _mb(value: int) -> str:
@@ -25,14 +26,19 @@ def _delta(verdict: Verdict) -> str:
 NOT_JUDGED = "gzip, not judged"
 
 
+def _platforms(result: TargetResult) -> list[tuple[str, PlatformSize, Verdict | None]]:
+    """Each platform built, its size and its verdict (None: NOT_JUDGED), in platform order."""
+    verdicts = {verdict.platform: verdict for verdict in result.verdicts}
+    return [(platform, size, verdicts.get(platform)) for platform, size in sorted(result.sizes.items())]
+
+
 def size_table(results: list[TargetResult]) -> Table:
     table = Table(title="Image sizes (MB = 10^6 bytes; compressed is what a node pulls)")
     for column in ("image", "platform", "compressed", "budget", "uncompressed", "budget", "layers", "Δ", "status"):
         table.add_column(column, justify="left" if column in ("image", "platform", "status") else "right")
     for result in results:
-        verdicts = {verdict.platform: verdict for verdict in result.verdicts}
-        for platform, size in sorted(result.sizes.items()):
-            if (verdict := verdicts.get(platform)) is None:
+        for platform, size, verdict in _platforms(result):
+            if verdict is None:
                 row = [_mb(size.compressed), "-", _mb(size.uncompressed), "-", str(len(size.layers)), "-", NOT_JUDGED]
             else:
                 suffix = " +base" if verdict.budget.over_base else ""
@@ -64,9 +70,7 @@ def timing_table(results: list[TargetResult]) -> Table:
     return table
 
 
-def _platform_report(result: TargetResult, platform: str) -> dict[str, Any]:
-    size = result.sizes[platform]
-    verdict = next((v for v in result.verdicts if v.platform == platform), None)
+def _platform_report(platform: str, size: PlatformSize, verdict: Verdict | None) -> dict[str, Any]:
     judged: dict[str, Any] = (
         {
             "counted_compressed": verdict.counted_compressed,
@@ -106,7 +110,7 @@ def json_report(results: list[TargetResult]) -> dict[str, Any]:
                 "platform_seconds": {p: round(s, 1) for p, s in result.platform_seconds.items()},
                 "work_steps": result.work_steps,
                 "cached_steps": result.cached_steps,
-                "platforms": [_platform_report(result, platform) for platform in sorted(result.sizes)],
+                "platforms": [_platform_report(*entry) for entry in _platforms(result)],
             }
             for result in results
         ],
