@@ -19,6 +19,8 @@
 #   EXTRA_APT_PACKAGES         Debian packages installed at start (needs root)
 #   EXTRA_APK_PACKAGES         Alpine packages installed at start (needs root)
 #   INSTALL_TIMEOUT            seconds allowed for each install step (default 300)
+#   MINIMALDASK_CLUSTER        the Kubernetes cluster a scheduler belongs to: it then preloads
+#                              the controller (set by the manifests; docs/AUTOSCALING.md)
 # Lists (ARGUMENTS, EXTRA_*_PACKAGES) are split into words at white space, never globbed.
 # Any command given (docker run IMAGE python -c ...) runs instead, after the installs.
 # Runs as the image's user (UID 1000) or as any UID in group 0, with or without a passwd entry
@@ -155,6 +157,7 @@ gpu_worker() {  # whether the worker is a GPU worker (GPU_WORKER); dies when it 
     esac
 }
 
+CONTROLLER=/usr/local/lib/minimaldask/controller.py
 port=${PORT:-8786}
 check_port PORT "$port"
 host=${HOST:-}
@@ -165,6 +168,12 @@ case ${WORKER:-false} in
 false | 0 | no | "")
     dashboard_port=${DASHBOARD_PORT:-8787}
     check_port DASHBOARD_PORT "$dashboard_port"
+    # In a Kubernetes cluster of minimaldask (the manifests set MINIMALDASK_CLUSTER), the
+    # scheduler runs the controller that scales its workers and deletes an idle cluster.
+    if [ -n "${MINIMALDASK_CLUSTER:-}" ] && [ -f "$CONTROLLER" ]; then
+        set -- --preload "$CONTROLLER" "$@"
+        log "the controller of cluster $MINIMALDASK_CLUSTER runs in the scheduler"
+    fi
     log "starting scheduler on ${host:-*}:$port, dashboard on ${host:-*}:$dashboard_port"
     exec dask scheduler ${host:+--host "$host"} --port "$port" --dashboard-address "$host:$dashboard_port" "$@"
     ;;
