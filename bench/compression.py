@@ -22,7 +22,8 @@ import zstandard
 
 from buildtools.images.config import load_image
 from buildtools.images.registry import Registry
-from buildtools.images.sizes import RegistrySource, platform_name
+from buildtools.images.sizes import RegistrySource
+from buildtools.platforms import platform_name
 from buildtools.settings import Settings
 
 GZIP_LEVEL = 6
@@ -34,7 +35,7 @@ def layers(ref: str, platform: str) -> list[bytes]:
     _, top = source.top()
     manifest = top
     if "manifests" in top:
-        (entry,) = [m for m in top["manifests"] if platform_name(m) == platform]
+        (entry,) = [m for m in top["manifests"] if platform_name(m.get("platform")) == platform]
         manifest = source.json(entry["digest"])
     raw = []
     for layer in manifest["layers"]:

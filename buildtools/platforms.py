@@ -32,8 +32,13 @@ PLATFORMS: dict[str, Platform] = {
 KNOWN_PLATFORMS = tuple(PLATFORMS)
 
 
+def node_arch(platform: str) -> str:
+    """The kubernetes.io/arch label of a platform's nodes (Go's GOARCH: arm for 32-bit ARM)."""
+    return PLATFORMS[platform].node_arch
+
+
 def platform_name(platform: Mapping[str, Any] | None) -> str | None:
-    """"linux/arm/v7" from an OCI platform object ({"os", "architecture", "variant"});
+    """The name ("linux/arm/v7") of an OCI platform object ({"os", "architecture", "variant"});
     None when it names no real platform (attestation manifests say os "unknown")."""
     if not platform or platform.get("os") in (None, "unknown") or not platform.get("architecture"):
         return None

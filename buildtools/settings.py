@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 from buildtools.errors import ConfigError
+from buildtools.platforms import KNOWN_PLATFORMS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -32,6 +34,10 @@ def find_data_root() -> Path:
 
 DATA_ROOT = find_data_root()
 ENV_DIR = DATA_ROOT / "env"
+# Image definitions, one images/<name>/image.toml each: the image flow reads them whole
+# (buildtools.images.config), the cluster flow only each image's repository and platforms.
+IMAGES_DIR = DATA_ROOT / "images"
+DEFINITION_FILE = "image.toml"
 
 
 def checkout_root(needed_for: str) -> Path:
@@ -58,6 +64,39 @@ def pinned_dask_version() -> str:
         if name.strip() == "distributed" and separator:
             return version.split(";")[0].strip()
     raise ConfigError("minimaldask pins no distributed version (distributed==X in pyproject.toml)")
+
+
+def images_dir_default() -> Path:
+    """images/ of this checkout or wheel, or $MINIMALDASK_IMAGES_DIR (image definitions kept elsewhere)."""
+    return Path(os.environ.get("MINIMALDASK_IMAGES_DIR") or IMAGES_DIR)
+
+
+def image_names(images_dir: Path | None = None) -> list[str]:
+    images_dir = images_dir or images_dir_default()
+    return sorted(p.parent.name for p in images_dir.glob(f"*/{DEFINITION_FILE}"))
+
+
+def read_definition(path: Path) -> dict[str, Any]:
+    """An image.toml's fields as written (buildtools.images.config validates them)."""
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def repository_platforms(images_dir: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Each defined image's repository and platforms: what the cluster flow knows of the images."""
+    images_dir = images_dir or images_dir_default()
+    found = {}
+    for name in image_names(images_dir):
+        definition = read_definition(images_dir / name / DEFINITION_FILE)
+        repository, platforms = definition.get("repository"), definition.get("platforms")
+        # A definition the image flow refuses builds no image, so it keeps no pod off a node.
+        if isinstance(repository, str) and isinstance(platforms, list) and set(platforms) <= set(KNOWN_PLATFORMS):
+            found[repository] = tuple(platforms)
+    return found
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs it, not typing's, on Python < 3.12
 
 from buildtools.errors import ConfigError
+from buildtools.platforms import KNOWN_PLATFORMS
 
 # Errors of this type carry a finished message; pydantic's own errors are rewritten by on_error.
 ERROR_TYPE = "minimaldask"
@@ -37,9 +38,6 @@ _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _LABEL_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 QUANTITY = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
 STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
-# The platforms minimaldask builds for (buildtools.images.config.KNOWN_PLATFORMS), each with the
-# kubernetes.io/arch label of its nodes (Go's GOARCH: arm for 32-bit ARM).
-NODE_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "arm"}
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -134,8 +132,8 @@ DnsSubdomain = Annotated[
 ]
 Count = Annotated[int, Field(ge=0, strict=True), on_error("must be an integer >= 0, got {value}")]
 Platform = Annotated[
-    Literal[tuple(NODE_ARCH)],  # type: ignore[valid-type]
-    on_error(f"must be one of {', '.join(NODE_ARCH)}, got {{value}}"),
+    Literal[KNOWN_PLATFORMS],  # type: ignore[valid-type]
+    on_error(f"must be one of {', '.join(KNOWN_PLATFORMS)}, got {{value}}"),
 ]
 ImageRef = Annotated[
     str, Field(pattern=r"^\S+$"), on_error("must be a non-empty image reference without whitespace, got {value}")

@@ -3,7 +3,7 @@
 From the spec's placement (both components', then each one's own), plus two defaults: a
 component that asks for `nvidia.com/gpu` tolerates the NVIDIA taint, and the image's platforms
 become a `kubernetes.io/arch` node affinity, so that no pod lands on a node its image has no
-build for. Pure, but for reading images/*/image.toml (the image flow's config, pydantic only).
+build for. Pure, but for reading each images/*/image.toml's platforms (buildtools.settings).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from buildtools.cluster.contract import GPU_RESOURCE
-from buildtools.cluster.kubetypes import NODE_ARCH
 from buildtools.cluster.specs import ClusterSpec
+from buildtools.platforms import KNOWN_PLATFORMS, node_arch
+from buildtools.settings import images_dir_default, repository_platforms
 
 # The taint the NVIDIA GPU operator and the cloud GPU node pools put on GPU nodes.
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -34,18 +35,13 @@ def image_repository(image: str) -> str:
     return f"{head}{slash}{last.split(':', 1)[0]}"
 
 
-@functools.cache
-def _repositories(images_dir: Path) -> dict[str, tuple[str, ...]]:
-    from buildtools.images.config import load_images
-
-    return {config.repository: config.platforms for config in load_images(images_dir=images_dir)}
+# Read once per folder: every render of a cluster asks.
+_repositories = functools.cache(repository_platforms)
 
 
 def known_platforms(image: str, images_dir: Path | None = None) -> tuple[str, ...] | None:
     """The platforms of the minimaldask image whose repository the reference names (a registry
     may add a prefix: ghcr.io/OWNER/minimaldask/debian), or None for an image not defined here."""
-    from buildtools.images.config import images_dir_default
-
     path = image_repository(image)
     found = {
         repository: platforms
@@ -65,7 +61,7 @@ def image_platforms(spec: ClusterSpec) -> tuple[str, ...]:
 def with_arch(affinity: Mapping[str, Any], platforms: Iterable[str]) -> dict[str, Any]:
     """`affinity` with a required node affinity to the platforms' architectures, ANDed into each
     of its node selector terms (terms are ORed); unchanged when the term already has it."""
-    arches = sorted({NODE_ARCH[platform] for platform in platforms})
+    arches = sorted({node_arch(platform) for platform in platforms})
     if not arches:
         return dict(affinity)
     requirement = {"key": ARCH_LABEL, "operator": "In", "values": arches}
@@ -116,4 +112,4 @@ def common_platforms(images: Sequence[str]) -> tuple[str, ...]:
     known = [known_platforms(image) for image in images]
     if not known or None in known:
         return ()
-    return tuple(p for p in NODE_ARCH if all(p in platforms for platforms in known if platforms is not None))
+    return tuple(p for p in KNOWN_PLATFORMS if all(p in platforms for platforms in known if platforms is not None))

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from buildtools.errors import ConfigError
-from buildtools.settings import DATA_ROOT, pinned_dask_version
-
-IMAGES_DIR = DATA_ROOT / "images"
-DEFINITION_FILE = "image.toml"
-
-# Every platform the project builds for, with the Debian architecture of each.
-DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "armhf"}
-KNOWN_PLATFORMS = tuple(DEBIAN_ARCH)
+from buildtools.platforms import KNOWN_PLATFORMS
+from buildtools.settings import (
+    DATA_ROOT,
+    DEFINITION_FILE,
+    image_names,
+    images_dir_default,
+    pinned_dask_version,
+    read_definition,
+)
 
 Megabytes = Annotated[float, Field(gt=0)]
 PYTHON_MINOR = re.compile(r"3\.\d+")
@@ -132,24 +131,14 @@ class ImageConfig(Strict):
         return {f"{key.upper()}_VERSION": value for key, value in self.variant_versions(python).items()}
 
 
-def images_dir_default() -> Path:
-    """images/ of this checkout or wheel, or $MINIMALDASK_IMAGES_DIR (image definitions kept elsewhere)."""
-    return Path(os.environ.get("MINIMALDASK_IMAGES_DIR") or IMAGES_DIR)
-
-
 def load_image(name: str, images_dir: Path | None = None) -> ImageConfig:
     images_dir = images_dir or images_dir_default()
     path = images_dir / name / DEFINITION_FILE
+    if not path.is_file():
+        known = ", ".join(image_names(images_dir)) or "none"
+        raise ConfigError(f"unknown image {name!r} (known: {known})")
     try:
-        if not path.is_file():
-            known = ", ".join(image_names(images_dir)) or "none"
-            raise ConfigError(f"unknown image {name!r} (known: {known})")
-        data = tomllib.loads(path.read_text())
-        return ImageConfig(name=name, directory=path.parent.resolve(), **data)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: {e}") from e
+        return ImageConfig(name=name, directory=path.parent.resolve(), **read_definition(path))
     except ValidationError as e:
         raise ConfigError(f"{path}: {_first_error(e)}") from e
 
@@ -159,11 +148,6 @@ def _first_error(error: ValidationError) -> str:
     where = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
-
-
-def image_names(images_dir: Path | None = None) -> list[str]:
-    images_dir = images_dir or images_dir_default()
-    return sorted(p.parent.name for p in images_dir.glob(f"*/{DEFINITION_FILE}"))
 
 
 def load_images(names: list[str] | None = None, images_dir: Path | None = None) -> list[ImageConfig]:

@@ -13,6 +13,7 @@ from python_on_whales import docker
 from python_on_whales.exceptions import DockerException
 
 from buildtools.errors import EngineError
+from buildtools.platforms import platform_name
 
 LogSink = Callable[[str], None]
 
@@ -106,10 +107,7 @@ def layer_digests(ref: str, platforms: list[str]) -> dict[str, set[str]]:
         index = docker.buildx.imagetools.inspect(ref)
         digests: dict[str, set[str]] = {}
         for entry in index.manifests or []:
-            platform = entry.platform
-            if platform is None or platform.os != "linux":
-                continue
-            name = f"linux/{platform.architecture}" + (f"/{platform.variant}" if platform.variant else "")
+            name = platform_name(entry.platform.model_dump() if entry.platform else None)
             if name in platforms:
                 manifest = docker.buildx.imagetools.inspect(f"{ref.split('@')[0]}@{entry.digest}")
                 digests[name] = {layer.digest for layer in manifest.layers or [] if layer.digest}

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from buildtools.errors import ConfigError, MinimalDaskError
 from buildtools.images import engine
-from buildtools.images.config import DEBIAN_ARCH, MIRROR_REPOSITORY
+from buildtools.images.config import MIRROR_REPOSITORY
 from buildtools.images.plan import Target
 from buildtools.images.registry import Registry, split_ref
+from buildtools.platforms import KNOWN_PLATFORMS, PLATFORMS, platform_name
 from buildtools.settings import Settings
 
 Progress = Callable[[str], None]
@@ -52,10 +53,10 @@ def mirror_ref(settings: Settings, suite: str) -> str:
 
 def debian_arch(platform: str) -> str:
     try:
-        return DEBIAN_ARCH[platform]
+        return PLATFORMS[platform].debian_arch
     except KeyError:
         raise ConfigError(
-            f"the base mirror cannot be built for platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})"
+            f"the base mirror cannot be built for platform {platform!r} (supported: {', '.join(KNOWN_PLATFORMS)})"
         ) from None
 
 
@@ -66,13 +67,8 @@ def platforms_in_registry(registry: Registry, ref: str) -> set[str]:
         _, index = registry.manifest(repository, reference)
     except KeyError:
         return set()
-    found = set()
-    for entry in index.get("manifests", []):
-        platform = entry.get("platform", {})
-        if platform.get("os") == "linux":
-            variant = f"/{platform['variant']}" if platform.get("variant") else ""
-            found.add(f"linux/{platform['architecture']}{variant}")
-    return found
+    names = (platform_name(entry.get("platform")) for entry in index.get("manifests", []))
+    return {name for name in names if name}
 
 
 def bootstrap_rootfs(suite: str, arch: str, archive: str, tarball: Path) -> None:

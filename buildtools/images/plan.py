@@ -10,17 +10,10 @@ from typing import Any, Literal
 
 from buildtools.errors import ConfigError
 from buildtools.images.config import MIRROR_REPOSITORY, ImageConfig
+from buildtools.platforms import PLATFORMS
 
 BaseMode = Literal["upstream", "mirror"]
 BASE_MODES: tuple[BaseMode, ...] = ("upstream", "mirror")
-
-# GitHub-hosted runners per platform: arm64 builds natively; arm/v7 runs under QEMU on
-# amd64, because not every arm64 runner CPU can execute 32-bit ARM code.
-RUNNERS = {
-    "linux/amd64": ("ubuntu-24.04", False),
-    "linux/arm64": ("ubuntu-24.04-arm", False),
-    "linux/arm/v7": ("ubuntu-24.04", True),
-}
 CACHE_TAG = "buildcache"
 # A GitHub-hosted runner has about 14 GB of free disk. A job whose image may hold more than
 # this (uncompressed budget) first removes the runner's preinstalled toolchains: the build
@@ -79,8 +72,8 @@ class Plan:
                 "python": target.python,
                 "target": target.name,
                 "platform": platform,
-                "runner": RUNNERS[platform][0],
-                "emulated": RUNNERS[platform][1],
+                "runner": PLATFORMS[platform].runner,
+                "emulated": PLATFORMS[platform].emulated,
                 "slug": f"{target.name}-{platform.replace('/', '-')}",
                 "free_disk": target.budgets[platform]["uncompressed_mb"] > FREE_DISK_ABOVE_MB,
             }

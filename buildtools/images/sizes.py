@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from buildtools.images.registry import Registry, split_ref
-
-ATTESTATION = "attestation-manifest"
+from buildtools.platforms import platform_name
 
 
 class ContentSource(Protocol):
@@ -94,15 +93,6 @@ class PlatformSize:
     layers: list[LayerSize]
 
 
-def platform_name(descriptor: dict[str, Any]) -> str | None:
-    platform = descriptor.get("platform") or {}
-    annotations = descriptor.get("annotations") or {}
-    if annotations.get("vnd.docker.reference.type") == ATTESTATION or platform.get("os") in (None, "unknown"):
-        return None
-    variant = f"/{platform['variant']}" if platform.get("variant") else ""
-    return f"{platform['os']}/{platform['architecture']}{variant}"
-
-
 def uncompressed_size(source: ContentSource, layer: dict[str, Any]) -> int:
     media_type = layer.get("mediaType", "")
     if "zstd" in media_type:
@@ -150,25 +140,16 @@ def measure_manifest(source: ContentSource, platform: str, digest: str, cache: L
     )
 
 
-def config_platform(source: ContentSource, manifest: dict[str, Any]) -> str:
-    """The platform recorded in an image's config (for a manifest that is not in an index)."""
-    config = source.blob_json(manifest["config"]["digest"])
-    variant = f"/{config['variant']}" if config.get("variant") else ""
-    return f"{config.get('os', 'linux')}/{config['architecture']}{variant}"
-
-
 def measure(source: ContentSource, cache: LayerSizeCache | None = None) -> dict[str, PlatformSize]:
     """Sizes per platform of an image index, or of a lone (single-platform) manifest."""
     cache = cache or LayerSizeCache(None)
     digest, top = source.top()
     if "layers" in top:
-        platform = config_platform(source, top)
-        sizes = {platform: measure_manifest(source, platform, digest, cache)}
+        # A manifest outside an index records its platform in the image's config only.
+        entries = [(platform_name(source.blob_json(top["config"]["digest"])), digest)]
     else:
-        sizes = {}
-        for descriptor in top.get("manifests", []):
-            platform = platform_name(descriptor)
-            if platform:
-                sizes[platform] = measure_manifest(source, platform, descriptor["digest"], cache)
+        # Attestation manifests name no platform (os "unknown") and are left out.
+        entries = [(platform_name(entry.get("platform")), entry["digest"]) for entry in top.get("manifests", [])]
+    sizes = {platform: measure_manifest(source, platform, digest, cache) for platform, digest in entries if platform}
     cache.save()
     return sizes

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.images.config import IMAGES_DIR, image_names, load_image
-from buildtools.settings import REPO_ROOT
+from buildtools.images.config import load_image
+from buildtools.settings import IMAGES_DIR, REPO_ROOT, image_names
 
 ENTRYPOINT_SCRIPT = "/usr/local/bin/entrypoint.sh"
 TINI_PATHS = ("/usr/bin/tini", "/sbin/tini")

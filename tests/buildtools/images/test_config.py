@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from buildtools.errors import ConfigError
-from buildtools.images.config import image_names, load_image, load_images
+from buildtools.images.config import load_image, load_images
+from buildtools.settings import image_names
 
 VALID = """
 description = "fixture"
