@@ -14,8 +14,9 @@ import urllib.request
 
 from python_on_whales import docker
 
-from buildtools.images.build import BuildOptions, build_plan
+from buildtools.images.build import BuildOptions
 from buildtools.images.config import load_images
+from buildtools.images.pipeline import run_build
 from buildtools.images.plan import make_plan
 from buildtools.settings import Settings
 from tests.helpers.host import free_port, platform_env
@@ -26,7 +27,7 @@ IMPORT = "import time; t = time.perf_counter(); import dask.array, distributed; 
 def build_seconds(names: list[str], settings: Settings, use_cache: bool) -> dict[str, dict]:
     plan = make_plan(load_images(names), settings.registry, base="mirror")
     options = BuildOptions(ca_bundle=settings.default_ca_bundle, use_cache=use_cache)
-    results = build_plan(plan, settings, options, lambda line: None)
+    results = run_build(plan, settings, options, lambda line: None).results
     return {r.target.name: {"result": r, "seconds": r.seconds} for r in results}
 
 

@@ -17,12 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from buildtools.errors import BudgetExceeded, ConfigError, MinimalDaskError
+from buildtools.errors import ConfigError, MinimalDaskError
 from buildtools.images import engine, report
-from buildtools.images.build import ZSTD_LEVEL, BuildOptions, build_plan
+from buildtools.images.build import ZSTD_LEVEL, BuildOptions
 from buildtools.images.changed import select_images
 from buildtools.images.config import load_image, load_images
 from buildtools.images.mirror import ensure_mirrors, mirror_ref
+from buildtools.images.pipeline import run_build
 from buildtools.images.plan import BASE_MODES, COMPRESSIONS, BaseMode, Compression, Plan, make_plan
 from buildtools.settings import Settings
 
@@ -190,12 +191,6 @@ def build(
     if sum([push, push_by_digest, load, oci is not None]) > 1:
         raise ConfigError("choose one of --push, --push-by-digest, --load and --oci")
     settings, resolved = resolve_plan(images, platform, registry, base, tag, python, compression)
-    for skipped in resolved.skipped:
-        progress(f"skipping {skipped.image}: {skipped.reason}")
-    if not resolved.targets:
-        raise ConfigError("nothing to build")
-    progress(engine.check_engine())
-    ensure_mirrors(resolved.targets, settings, progress)
     options = BuildOptions(
         output="load" if load else "oci" if oci else "push-by-digest" if push_by_digest else "push",
         oci_dir=oci,
@@ -204,22 +199,15 @@ def build(
         cache_scope=cache_scope,
         zstd_level=zstd_level,
     )
-    from buildtools.images.build import log_file
-
-    # Also with --quiet: when a build fails, its log is where the reason is.
-    for target in resolved.targets:
-        progress(f"build log: {log_file(settings, target.name)}")
-    results = build_plan(resolved, settings, options, (lambda _: None) if quiet else progress)
-    out.print(report.timing_table(results))
-    if any(result.sizes for result in results):
-        out.print(report.size_table(results))
+    run = run_build(resolved, settings, options, progress, quiet=quiet)
+    out.print(report.timing_table(run.results))
+    if any(result.sizes for result in run.results):
+        out.print(report.size_table(run.results))
     if report_file:
-        write_output(report_file, json.dumps(report.json_report(results), indent=2))
+        write_output(report_file, json.dumps(report.json_report(run.results), indent=2))
     if digest_file:
-        write_output(digest_file, "".join(f"{result.digest}\n" for result in results if result.digest))
-    overruns = [line for result in results for verdict in result.verdicts for line in verdict.overruns]
-    if overruns:
-        raise BudgetExceeded("over budget:\n" + "\n".join(overruns))
+        write_output(digest_file, "".join(f"{result.digest}\n" for result in run.results if result.digest))
+    run.enforce_budgets()
 
 
 @app.command(name="report")

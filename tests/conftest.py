@@ -14,9 +14,9 @@ import pytest
 
 from buildtools.errors import MinimalDaskError
 from buildtools.images import engine
-from buildtools.images.build import BuildOptions, TargetResult, build_plan
+from buildtools.images.build import BuildOptions, TargetResult
 from buildtools.images.config import load_image, load_images
-from buildtools.images.mirror import ensure_mirrors
+from buildtools.images.pipeline import run_build
 from buildtools.images.plan import make_plan
 from buildtools.images.registry import Registry
 from buildtools.settings import Settings
@@ -69,8 +69,7 @@ def build_images(
         def write(line: str) -> None:
             sink.write(line + "\n")
 
-        ensure_mirrors(plan.targets, settings, write)
-        return build_plan(plan, settings, options, write)
+        return run_build(plan, settings, options, write).results
 
 
 # What the suite builds and tests of the Python x platform matrix, to stay within #8's time on

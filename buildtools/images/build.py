@@ -14,8 +14,7 @@ from typing import Literal
 from buildtools.errors import ConfigError
 from buildtools.images import engine
 from buildtools.images.budgets import Verdict, judge
-from buildtools.images.config import Budget
-from buildtools.images.plan import Compression, Plan, Target
+from buildtools.images.plan import Compression, Target
 from buildtools.images.progress import BuildProgress
 from buildtools.images.registry import Registry, split_ref
 from buildtools.images.sizes import (
@@ -218,10 +217,9 @@ def build_target(
     seconds = time.monotonic() - started
     source = content_source(target, options)
     sizes = measure(source, cache) if source else {}
-    budgets = {platform: Budget(**budget) for platform, budget in target.budgets.items()}
     base_layers = (
         engine.layer_digests(target.build_args["BASE_IMAGE"], target.platforms)
-        if any(budget.over_base for budget in budgets.values()) and sizes
+        if any(budget.over_base for budget in target.budgets.values()) and sizes
         else None
     )
     return TargetResult(
@@ -232,14 +230,6 @@ def build_target(
         cached_steps=progress.cached_steps,
         sizes=sizes,
         # The budgets are what a node pulls: the zstd layers; a gzip build is the same content.
-        verdicts=judge(target.name, sizes, budgets, base_layers, previous) if compression == "zstd" else [],
+        verdicts=judge(target.name, sizes, target.budgets, base_layers, previous) if compression == "zstd" else [],
         digest=json.loads(metadata.read_text()).get("containerimage.digest") if metadata.exists() else None,
     )
-
-
-def build_plan(
-    plan: Plan, settings: Settings, options: BuildOptions, on_progress: Callable[[str], None]
-) -> list[TargetResult]:
-    if options.output == "push" and is_local(plan.registry):
-        Registry(plan.registry).ping()
-    return [build_target(target, plan.compression, settings, options, on_progress) for target in plan.targets]

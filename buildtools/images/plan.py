@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from buildtools.errors import ConfigError
-from buildtools.images.config import MIRROR_REPOSITORY, ImageConfig
+from buildtools.images.config import MIRROR_REPOSITORY, Budget, ImageConfig
 from buildtools.platforms import PLATFORMS
 
 BaseMode = Literal["upstream", "mirror"]
@@ -42,7 +42,7 @@ class Target:
     build_args: dict[str, str]
     mirror_suite: str | None  # the offline base this target builds from, in mirror mode
     cache_ref: str
-    budgets: dict[str, dict[str, Any]]
+    budgets: dict[str, Budget]
 
     @property
     def name(self) -> str:
@@ -75,14 +75,21 @@ class Plan:
                 "runner": PLATFORMS[platform].runner,
                 "emulated": PLATFORMS[platform].emulated,
                 "slug": f"{target.name}-{platform.replace('/', '-')}",
-                "free_disk": target.budgets[platform]["uncompressed_mb"] > FREE_DISK_ABOVE_MB,
+                "free_disk": target.budgets[platform].uncompressed_mb > FREE_DISK_ABOVE_MB,
             }
             for target in self.targets
             for platform in target.platforms
         ]
 
     def to_json(self) -> dict[str, Any]:
-        targets = [{**asdict(target), "name": target.name} for target in self.targets]
+        targets = [
+            {
+                **asdict(target),
+                "name": target.name,
+                "budgets": {platform: budget.model_dump() for platform, budget in target.budgets.items()},
+            }
+            for target in self.targets
+        ]
         return {**asdict(self), "targets": targets, "matrix": self.matrix()}
 
 
@@ -139,7 +146,7 @@ def make_target(
         build_args={"BASE_IMAGE": base, **config.build_args(python)},
         mirror_suite=mirror_suite,
         cache_ref=f"{repository}:{CACHE_TAG}-py{python}",
-        budgets={p: config.variant_budget(python, p).model_dump() for p in platforms},
+        budgets={p: config.variant_budget(python, p) for p in platforms},
     )
 
 

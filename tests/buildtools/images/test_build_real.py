@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from buildtools.images.build import BuildOptions, TargetResult, build_plan, build_target, log_file
+from buildtools.images.build import BuildOptions, TargetResult, build_target, log_file
 from buildtools.images.config import load_images
+from buildtools.images.pipeline import run_build
 from buildtools.images.plan import make_plan
 from buildtools.images.registry import Registry
 from buildtools.images.sizes import RegistrySource, measure
@@ -40,7 +41,7 @@ LOG_LINE = "build log: "
 def build(names: list[str], settings: Settings, options: BuildOptions, log: Path) -> list[TargetResult]:
     plan = make_plan(load_images(names, FIXTURES), settings.registry, base="mirror")
     with log.open("a") as sink:
-        return build_plan(plan, settings, options, lambda line: sink.write(line + "\n"))
+        return run_build(plan, settings, options, lambda line: sink.write(line + "\n")).results
 
 
 @pytest.fixture(scope="module")
