@@ -71,6 +71,7 @@ class TargetResult:
     sizes: dict[str, PlatformSize]
     verdicts: list[Verdict]
     digest: str | None
+    unmeasured: str | None = None  # why there are no sizes, when there are none
 
 
 def registry_cache_exists(ref: str) -> bool:
@@ -140,12 +141,21 @@ def output_for(target: Target, compression: Compression, options: BuildOptions) 
     return {"type": "oci", "dest": str(options.oci_dir / target.name), "tar": "false", **layers}
 
 
-def content_source(target: Target, options: BuildOptions) -> ContentSource | None:
-    if options.output == "push" and is_local(target.repository.split("/")[0]):
+def content_source(target: Target, options: BuildOptions) -> ContentSource | str:
+    """Where the built image's sizes are read, or why they cannot be (one line for the user)."""
+    registry = target.repository.split("/")[0]
+    if options.output == "push" and is_local(registry):
         return RegistrySource.for_ref(target.refs[0])
     if options.output == "oci" and options.oci_dir:
         return OciLayoutSource(options.oci_dir / target.name)
-    return None  # an engine's local store has no per-platform compressed sizes
+    if options.output == "load":
+        return "the engine's image store keeps no compressed layers; measure with --oci DIR or a local registry"
+    if not is_local(registry):
+        return (
+            f"{registry} is read only by buildx, which holds its credentials (this client speaks plain HTTP "
+            "to a local registry); measure with --oci DIR"
+        )
+    return "a push by digest has no tag to read it back by; measure with --oci DIR or --push"
 
 
 def is_local(registry: str) -> bool:
@@ -191,7 +201,10 @@ def build_target(
     """Build one target; on_progress gets one line per platform and finished step, while
     buildx's full output goes to log_file()."""
     cache = LayerSizeCache(settings.cache_dir / "layer-sizes.json")
-    previous = previous_sizes(target, cache) if options.output == "push" else {}
+    source = content_source(target, options)
+    # What the tag held before this build (the size table's change); only a registry that is
+    # measured can be read.
+    previous = previous_sizes(target, cache) if isinstance(source, RegistrySource) else {}
     progress = BuildProgress(image=target.name, platform=target.platforms[0])
     metadata = settings.cache_dir / "metadata" / f"{target.name}.json"
     log = log_file(settings, target.name)
@@ -215,8 +228,7 @@ def build_target(
 
         run_buildx(target, compression, options, metadata, on_line)
     seconds = time.monotonic() - started
-    source = content_source(target, options)
-    sizes = measure(source, cache) if source else {}
+    sizes = {} if isinstance(source, str) else measure(source, cache)
     base_layers = (
         engine.layer_digests(target.build_args["BASE_IMAGE"], target.platforms)
         if any(budget.over_base for budget in target.budgets.values()) and sizes
@@ -232,4 +244,5 @@ def build_target(
         # The budgets are what a node pulls: the zstd layers; a gzip build is the same content.
         verdicts=judge(target.name, sizes, target.budgets, base_layers, previous) if compression == "zstd" else [],
         digest=json.loads(metadata.read_text()).get("containerimage.digest") if metadata.exists() else None,
+        unmeasured=source if isinstance(source, str) else None,
     )

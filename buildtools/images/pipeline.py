@@ -55,4 +55,9 @@ def run_build(
     for target in plan.targets:
         on_progress(f"build log: {log_file(settings, target.name)}")
     steps = (lambda _: None) if quiet else on_progress
-    return BuildRun([build_target(target, plan.compression, settings, options, steps) for target in plan.targets])
+    results = [build_target(target, plan.compression, settings, options, steps) for target in plan.targets]
+    # No sizes means no verdict: that is said, never left to an empty size table.
+    for result in results:
+        if result.unmeasured:
+            on_progress(f"{result.target.name}: sizes not measured, budgets not checked: {result.unmeasured}")
+    return BuildRun(results)

@@ -110,6 +110,7 @@ def json_report(results: list[TargetResult]) -> dict[str, Any]:
                 "platform_seconds": {p: round(s, 1) for p, s in result.platform_seconds.items()},
                 "work_steps": result.work_steps,
                 "cached_steps": result.cached_steps,
+                "sizes_not_measured": result.unmeasured,
                 "platforms": [_platform_report(*entry) for entry in _platforms(result)],
             }
             for result in results

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from buildtools.errors import BudgetExceeded, ConfigError
-from buildtools.images import pipeline
+from buildtools.images import build, pipeline, report
 from buildtools.images.budgets import judge
 from buildtools.images.build import BuildOptions, TargetResult
 from buildtools.images.config import load_images
@@ -95,3 +95,30 @@ def test_a_budget_stays_a_model_from_the_config_to_the_verdict() -> None:
     (config,) = load_images(["tiny-overbudget"], FIXTURES)
     assert target.budgets == {"linux/amd64": config.variant_budget("3.13", "linux/amd64")}
     assert plan("tiny-overbudget").to_json()["targets"][0]["budgets"]["linux/amd64"]["compressed_mb"] == 5
+
+
+@pytest.mark.parametrize(
+    ("registry", "options", "reason"),
+    [
+        ("ghcr.io/someone", BuildOptions(output="push"), "ghcr.io is read only by buildx"),
+        ("127.0.0.1:5000", BuildOptions(output="load"), "the engine's image store keeps no compressed layers"),
+        ("127.0.0.1:5000", BuildOptions(output="push-by-digest"), "a push by digest has no tag"),
+    ],
+    ids=["remote-registry", "load", "push-by-digest"],
+)
+def test_a_build_that_is_not_measured_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, registry: str, options: BuildOptions, reason: str
+) -> None:
+    """Only buildx itself is faked: the real build_target decides what it can measure."""
+    monkeypatch.setattr(pipeline.engine, "check_engine", lambda: "engine 1, buildx 2")
+    monkeypatch.setattr(build, "run_buildx", lambda *args: None)
+    upstream = make_plan(load_images(["tiny"], FIXTURES), registry)  # upstream base: no mirror to ensure
+    settings = Settings(cache_dir=tmp_path, registry=registry, debian_mirror="http://deb.example")
+    lines: list[str] = []
+    run = pipeline.run_build(upstream, settings, options, lines.append, quiet=True)
+    ((only,),) = [run.results]
+    assert (only.sizes, only.verdicts, run.overruns) == ({}, [], [])
+    (line,) = [line for line in lines if "not measured" in line]
+    assert line.startswith("tiny-py3.13: sizes not measured, budgets not checked: ") and reason in line
+    assert "\n" not in line
+    assert report.json_report(run.results)["images"][0]["sizes_not_measured"] == only.unmeasured
