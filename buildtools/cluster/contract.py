@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from kubernetes.utils.quantity import parse_quantity
 
+from buildtools.cluster.controller import CLUSTER_ENV, NAMESPACE_ENV
 from buildtools.cluster.labels import scheduler_service_name
 from buildtools.errors import ConfigError
 
@@ -62,6 +63,8 @@ MANAGED_ENV = (
     "ARGUMENTS",
     "EXTRA_PIP_PACKAGES",
     *PACKAGE_MANAGERS.values(),
+    CLUSTER_ENV,
+    NAMESPACE_ENV,
 )
 TLS_ENV = (
     "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION",
@@ -108,6 +111,8 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
     env: dict[str, str] = {}
     if component == "scheduler":
         env |= {"WORKER": "false", "PORT": str(SCHEDULER_PORT), "DASHBOARD_PORT": str(DASHBOARD_PORT)}
+        # The entrypoint then preloads the controller (buildtools/cluster/controller.py) into the scheduler.
+        env |= {CLUSTER_ENV: spec.name, NAMESPACE_ENV: spec.namespace}
         arguments = spec.scheduler_args
     else:
         env |= {

@@ -23,7 +23,7 @@ from buildtools.cluster import labels, preflight
 from buildtools.cluster.handle import DaskCluster
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
-from buildtools.cluster.render import render_cluster, render_prepuller
+from buildtools.cluster.render import planned_objects, render_prepuller
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
 from buildtools.cluster.waits import (
     Deadline,
@@ -49,7 +49,14 @@ __all__ = ["DaskCluster", "attach", "delete_dask_cluster", "prepull_images", "st
 
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
 # pods go with them (foreground deletion), and the wait for deletion watches those too.
-CLUSTER_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
+CLUSTER_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "DaemonSet"),
+    ("v1", "Service"),
+    ("v1", "ServiceAccount"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+)
 WATCHED_KINDS = (*CLUSTER_KINDS, ("v1", "Pod"))
 DEFAULT_TIMEOUT = 300.0
 CLEANUP_TIMEOUT = 60.0
@@ -135,12 +142,6 @@ def given_fields(spec: ClusterSpec | Mapping[str, Any] | None, fields: Mapping[s
     if isinstance(spec, ClusterSpec):
         return {key: getattr(spec, key) for key in spec.model_fields_set} | dict(fields)
     return dict(spec or {}) | dict(fields)
-
-
-def spec_annotation(spec: ClusterSpec) -> str:
-    """The applied spec, stored on the scheduler Deployment: the fields a re-apply or an attach
-    starts from (not n_workers: the worker Deployment's replicas are its truth, scaled since)."""
-    return json.dumps(spec.model_dump(mode="json", exclude={"n_workers"}), sort_keys=True)
 
 
 def stored_spec(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
@@ -250,22 +251,14 @@ def _deploy(
 ) -> None:
     """Apply the cluster's objects and wait for their rollout; a failed start of a new cluster
     removes what it created (unless keep_on_failure). Permissions and a server-side dry run of
-    every object come first: a refusal fails before anything exists."""
-    preflight.preflight(kube, spec, prepull, deadline, progress)
+    exactly the objects applied come first: a refusal fails before anything exists."""
+    objects = planned_objects(spec, prepull)
+    preflight.preflight(kube, spec.namespace, objects, prepull, deadline, progress)
     try:
         if prepull:
-            prepull_images(
-                [spec.image],
-                spec.namespace,
-                **preflight.prepull_arguments(spec),
-                platform_uid=spec.platform_uid,
-                timeout=deadline,
-                kube=kube,
-                on_progress=progress,
-            )
-        for obj in render_cluster(spec):
-            if obj["kind"] == "Deployment" and obj["metadata"]["name"] == labels.component_name(spec.name, "scheduler"):
-                obj["metadata"].setdefault("annotations", {})[labels.SPEC_ANNOTATION] = spec_annotation(spec)
+            prepuller, *objects = objects
+            roll_out_prepuller(kube, prepuller, deadline, relaxed=True, progress=progress)
+        for obj in objects:
             progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
@@ -403,12 +396,19 @@ def prepull_images(
         platform_uid=platform_uid,
         **({"pause_image": pause_image} if pause_image else {}),
     )
-    kube = kube or Kube.connect(kubeconfig, context)
-    progress = on_progress or _quiet
     (daemonset,) = render_prepuller(spec)
+    return roll_out_prepuller(
+        kube or Kube.connect(kubeconfig, context), daemonset, timeout, relaxed, on_progress or _quiet
+    )
+
+
+def roll_out_prepuller(
+    kube: Kube, daemonset: dict[str, Any], timeout: float | Deadline, relaxed: bool, progress: Progress
+) -> PrepullResult:
+    """Apply a rendered prepuller DaemonSet and wait for it (see prepull_images)."""
     kube.apply(daemonset)
-    ds_name = daemonset["metadata"]["name"]
-    selector = labels.label_selector(name, "prepuller")
+    ds_name, namespace = daemonset["metadata"]["name"], daemonset["metadata"]["namespace"]
+    selector = ",".join(f"{key}={value}" for key, value in sorted(daemonset["spec"]["selector"]["matchLabels"].items()))
     try:
         wait_rollout(kube, "apps/v1", "DaemonSet", ds_name, namespace, selector, timeout, progress)
     except (WaitTimeout, UnschedulableError):  # the deadline passed (unschedulable pods say why)

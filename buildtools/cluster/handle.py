@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from distributed.core import Status, rpc
@@ -24,15 +25,13 @@ from distributed.deploy import Adaptive, Cluster
 from distributed.utils import Log, Logs, format_dashboard_link
 
 from buildtools.cluster import contract, labels
+from buildtools.cluster.controller import ADAPT_ANNOTATION, DELETION_COST, RETIRED_COST, Policy
 from buildtools.cluster.kube import Kube, PortForward
 from buildtools.cluster.kubetypes import Count, validate
-from buildtools.cluster.specs import ClusterSpec
+from buildtools.cluster.specs import AdaptPolicy, ClusterSpec
 from buildtools.cluster.waits import Deadline, Progress
 from buildtools.errors import DeployError, VersionMismatchError, WaitTimeout
 
-DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-# The lowest cost there is (an int32): the ReplicaSet controller removes these pods first.
-RETIRED_COST = str(-(2**31))
 DEFAULT_CONNECT_TIMEOUT = 120.0
 
 
@@ -53,6 +52,18 @@ class PodAdaptive(Adaptive):
     async def recommendations(self, target: int) -> dict[str, Any]:
         await self.cluster._refresh_pods()
         return dict(await super().recommendations(target))
+
+
+@dataclass(frozen=True)
+class ClusterAdaptive:
+    """What `DaskCluster.adapt` returns: the policy the cluster follows; `stop()` ends it
+    (the workers then stay as many as they are)."""
+
+    cluster: DaskCluster
+    policy: Policy
+
+    def stop(self) -> None:
+        self.cluster._record_policy(None)
 
 
 class DaskCluster(Cluster):
@@ -256,8 +267,10 @@ class DaskCluster(Cluster):
         return self.plan
 
     def scale(self, n: int) -> Any:
-        """n workers; fewer: the scheduler chooses which go, and their data moves first."""
+        """n workers; fewer: the scheduler chooses which go, and their data moves first.
+        Adaptive scaling stops (as in Dask): the controller leaves the workers at n."""
         validate(Count, "n", n)
+        self._record_policy(None)
         return self.sync(self._scale, n)
 
     async def _scale(self, n: int) -> None:
@@ -315,9 +328,22 @@ class DaskCluster(Cluster):
     async def _set_replicas(self, n: int) -> None:
         await asyncio.to_thread(self.kube.patch_scale, self.worker_deployment, self.namespace, n)
 
-    def adapt(self, **kwargs: Any) -> PodAdaptive:  # type: ignore[override]
-        """Scale with the scheduler's load (Dask's Adaptive: minimum=, maximum=, interval=, ...)."""
+    def adapt(self, minimum: int = 0, maximum: int | None = None) -> ClusterAdaptive:  # type: ignore[override]
+        """Scale with the scheduler's load, from inside the cluster: the policy is recorded on the
+        worker Deployment (ADAPT_ANNOTATION) and the controller in the scheduler pod follows it,
+        also after this process has exited. `minimum=0` keeps only the scheduler when idle."""
+        policy = AdaptPolicy(minimum=minimum, maximum=maximum).policy  # a one-line ConfigError when bad
+        self._record_policy(policy)
+        return ClusterAdaptive(self, policy)
+
+    def adapt_in_client(self, **kwargs: Any) -> PodAdaptive:
+        """Dask's own Adaptive, in this process (it stops with it): Adaptive's options, and the
+        client-side way bench/adapt.py compares the controller with."""
         return super().adapt(Adaptive=PodAdaptive, **kwargs)  # type: ignore[return-value]
+
+    def _record_policy(self, policy: Policy | None) -> None:
+        value = policy.to_json() if policy else None  # None: a merge patch removes the annotation
+        self.kube.annotate("apps/v1", "Deployment", self.worker_deployment, self.namespace, {ADAPT_ANNOTATION: value})
 
     def wait_for_pods(self, timeout: float = 300.0) -> None:
         """Until the worker Deployment is rolled out (its replicas Ready), within the timeout."""

@@ -164,8 +164,10 @@ class Kube:
         with api_call(f"{what} {kind} {namespace}/{name}"):
             resource.patch(body=body, name=name, namespace=namespace, content_type="application/merge-patch+json")
 
-    def annotate(self, api_version: str, kind: str, name: str, namespace: str, annotations: dict[str, str]) -> None:
-        """Set annotations (a merge patch): they are not the applied spec's, so apply keeps them."""
+    def annotate(
+        self, api_version: str, kind: str, name: str, namespace: str, annotations: dict[str, str | None]
+    ) -> None:
+        """Set annotations, None removing one (a merge patch): not the applied spec's, so apply keeps them."""
         self._merge_patch("annotate", api_version, kind, name, namespace, {"metadata": {"annotations": annotations}})
 
     def ready_pods(self, namespace: str, service: str) -> list[str]:

@@ -6,6 +6,7 @@ selectors use only the two labels that never change (a Deployment's selector is 
 
 from __future__ import annotations
 
+from buildtools.cluster.controller import CLUSTER_LABEL, COMPONENT_LABEL
 from buildtools.errors import ConfigError
 
 COMPONENTS = ("scheduler", "worker", "prepuller")
@@ -13,8 +14,8 @@ COMPONENTS = ("scheduler", "worker", "prepuller")
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_CLUSTER = "dask.org/cluster-name"
-LABEL_COMPONENT = "dask.org/component"
+LABEL_CLUSTER = CLUSTER_LABEL
+LABEL_COMPONENT = COMPONENT_LABEL
 BASE_LABELS = {LABEL_NAME: "dask", LABEL_MANAGED_BY: "minimaldask"}
 # Set on every object from the cluster's name: a spec's own labels must not set them.
 MANAGED_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_CLUSTER, LABEL_COMPONENT)

@@ -18,9 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from buildtools.cluster.kube import Kube, kind_label
-from buildtools.cluster.placement import prepull_placement
-from buildtools.cluster.render import render_cluster, render_prepuller, render_rbac
-from buildtools.cluster.specs import ClusterSpec, PrepullSpec
+from buildtools.cluster.render import render_rbac
 from buildtools.cluster.waits import Deadline, Progress, wait_until
 from buildtools.errors import AdmissionError, ForbiddenError
 
@@ -63,11 +61,6 @@ def check_permissions(kube: Kube, namespace: str, prepull: bool) -> None:
         )
 
 
-def prepull_arguments(spec: ClusterSpec) -> dict[str, Any]:
-    """prepull_images' arguments for the cluster's image: on the workers' nodes."""
-    return {"name": spec.name, "image_pull_secrets": spec.image_pull_secrets, **prepull_placement(spec)}
-
-
 def template_pod(workload: Obj) -> Obj:
     """A pod as a Deployment's (or DaemonSet's) controller would create it, for a dry run."""
     template = workload["spec"]["template"]
@@ -78,19 +71,6 @@ def template_pod(workload: Obj) -> Obj:
         "metadata": {**template["metadata"], "name": f"{name}-dry-run", "namespace": workload["metadata"]["namespace"]},
         "spec": template["spec"],
     }
-
-
-def planned_objects(spec: ClusterSpec, prepull: bool) -> list[Obj]:
-    """Everything a start creates, in order: the prepuller first, when asked for."""
-    objects = render_cluster(spec)
-    if prepull:
-        arguments = prepull_arguments(spec)
-        del arguments["name"]
-        objects = (
-            render_prepuller(PrepullSpec(name=spec.name, namespace=spec.namespace, images=[spec.image], **arguments))
-            + objects
-        )
-    return objects
 
 
 def dry_run_pod(kube: Kube, pod: Obj, deadline: Deadline, progress: Progress) -> None:
@@ -109,18 +89,30 @@ def dry_run_pod(kube: Kube, pod: Obj, deadline: Deadline, progress: Progress) ->
     wait_until(admitted, f"admission of {kind_label(pod)}", deadline, progress)
 
 
+def as_admitted_now(kube: Kube, pod: Obj, planned_accounts: set[str]) -> Obj:
+    """The pod, with the namespace's default ServiceAccount in place of one the start will create
+    (the scheduler's): admission refuses a pod whose account does not exist yet."""
+    account = pod["spec"].get("serviceAccountName")
+    if account not in planned_accounts or kube.get("v1", "ServiceAccount", account, pod["metadata"]["namespace"]):
+        return pod
+    return {**pod, "spec": {key: value for key, value in pod["spec"].items() if key != "serviceAccountName"}}
+
+
 def dry_run(kube: Kube, objects: Iterable[Obj], deadline: Deadline, progress: Progress) -> None:
     """Each object, then one pod of each workload's template, through the server's admission."""
     objects = list(objects)
     for obj in objects:
         kube.apply(obj, dry_run=True)
+    accounts = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "ServiceAccount"}
     for obj in objects:
         if obj["kind"] in ("Deployment", "DaemonSet"):
-            dry_run_pod(kube, template_pod(obj), deadline, progress)
+            dry_run_pod(kube, as_admitted_now(kube, template_pod(obj), accounts), deadline, progress)
 
 
-def preflight(kube: Kube, spec: ClusterSpec, prepull: bool, deadline: Deadline, progress: Progress) -> None:
-    """Permissions, then the dry run: a few quick requests, inside the start's one deadline
-    (the waits after them get what is left of it)."""
-    check_permissions(kube, spec.namespace, prepull)
-    dry_run(kube, planned_objects(spec, prepull), deadline, progress)
+def preflight(
+    kube: Kube, namespace: str, objects: list[Obj], prepull: bool, deadline: Deadline, progress: Progress
+) -> None:
+    """Permissions, then the dry run of exactly the objects the start applies: a few quick
+    requests, inside the start's one deadline (the waits after them get what is left of it)."""
+    check_permissions(kube, namespace, prepull)
+    dry_run(kube, objects, deadline, progress)

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from buildtools.cluster import contract, labels, placement
+from buildtools.cluster import contract, controller, labels, placement
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.settings import DATA_ROOT
@@ -85,12 +85,29 @@ def _load(text: str) -> list[dict[str, Any]]:
     return [obj for obj in yaml.safe_load_all(text) if obj is not None]
 
 
+def spec_annotation(spec: ClusterSpec) -> str:
+    """The applied spec, stored on the scheduler Deployment: the fields a re-apply or an attach
+    starts from (not n_workers: the worker Deployment's replicas are its truth, scaled since)."""
+    return json.dumps(spec.model_dump(mode="json", exclude={"n_workers"}), sort_keys=True)
+
+
+def _annotations(spec: ClusterSpec, component: str) -> dict[str, str]:
+    """A Deployment's own annotations (never its pods'): what the controller follows."""
+    if component == "worker":
+        return {controller.ADAPT_ANNOTATION: spec.adapt.policy.to_json()} if spec.adapt else {}
+    idle = {controller.IDLE_TIMEOUT_ANNOTATION: str(spec.idle_timeout)} if spec.idle_timeout else {}
+    return {labels.SPEC_ANNOTATION: spec_annotation(spec), **idle}
+
+
 def _component(spec: ClusterSpec, component: str, ports: list[tuple[str, int]]) -> dict[str, Any]:
     resources = getattr(spec.resources, component)
+    name = labels.component_name(spec.name, component)
     return {
         "component": component,
-        "name": labels.component_name(spec.name, component),
+        "name": name,
         "labels": {**spec.labels, **labels.component_labels(spec.name, component)},
+        "annotations": _annotations(spec, component),
+        "service_account": name if component == "scheduler" else None,
         "selector": labels.selector_labels(spec.name, component),
         "ports": [{"name": name, "port": port} for name, port in ports],
         "env": list(contract.dask_env(spec, component).items()),
@@ -113,16 +130,42 @@ def cluster_context(spec: ClusterSpec) -> dict[str, Any]:
             ],
         ),
         "worker": _component(spec, "worker", [(contract.DASHBOARD_PORT_NAME, contract.WORKER_DASHBOARD_PORT)]),
+        "scheduler_rules": controller.permissions(spec.name),
     }
 
 
-CLUSTER_TEMPLATES = ("scheduler-service.yaml.j2", "scheduler-deployment.yaml.j2", "worker-deployment.yaml.j2")
+CLUSTER_TEMPLATES = (
+    "scheduler-rbac.yaml.j2",
+    "scheduler-service.yaml.j2",
+    "scheduler-deployment.yaml.j2",
+    "worker-deployment.yaml.j2",
+)
 
 
 def render_cluster(spec: ClusterSpec) -> list[dict[str, Any]]:
-    """The scheduler's Service, the scheduler's Deployment and the workers' Deployment, in that order."""
+    """The scheduler's ServiceAccount, Role and RoleBinding, its Service, its Deployment (the
+    cluster's root, which the controller makes every other object's owner) and the workers'
+    Deployment, in that order: each exists before what refers to it."""
     context = cluster_context(spec)
     return [obj for template in CLUSTER_TEMPLATES for obj in _load(render_template(template, **context))]
+
+
+def cluster_prepull_spec(spec: ClusterSpec) -> PrepullSpec:
+    """The prepuller of a cluster's image: on the workers' nodes, with the cluster's identity rules."""
+    return PrepullSpec(
+        name=spec.name,
+        namespace=spec.namespace,
+        images=[spec.image],
+        image_pull_secrets=spec.image_pull_secrets,
+        platform_uid=spec.platform_uid,
+        **placement.prepull_placement(spec),
+    )
+
+
+def planned_objects(spec: ClusterSpec, prepull: bool) -> list[dict[str, Any]]:
+    """Everything a start applies, in order (the prepuller first, when asked for): the one list
+    that the preflight's dry run checks and the deploy applies."""
+    return (render_prepuller(cluster_prepull_spec(spec)) if prepull else []) + render_cluster(spec)
 
 
 def images_checksum(images: Iterable[str]) -> str:

@@ -27,6 +27,7 @@ from pydantic import (
 
 from buildtools.cluster import kubetypes as k
 from buildtools.cluster.contract import MANAGED_ENV, TLS_ENV, default_image
+from buildtools.cluster.controller import Policy
 from buildtools.cluster.labels import MANAGED_LABELS, NAME_MAX_LENGTH
 from buildtools.errors import ConfigError
 
@@ -106,6 +107,23 @@ class Placement(SpecModel):
     affinity: k.AffinityRules = {}
 
 
+class AdaptPolicy(SpecModel):
+    """Adaptive scaling, done by the controller in the scheduler pod (docs/AUTOSCALING.md):
+    the workers follow the scheduler's load within [minimum, maximum], with no client running."""
+
+    minimum: k.Count = 0
+    """0 keeps only the scheduler when there is no work; work submitted later brings workers back."""
+    maximum: k.Count
+
+    def check(self) -> None:
+        if self.minimum > self.maximum:
+            k.fail(f"minimum ({self.minimum}) exceeds maximum ({self.maximum})")
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(self.minimum, self.maximum)
+
+
 class ClusterPlacement(SpecModel):
     """The scheduler's and the workers' placement, apart: GPU nodes for the workers only, say."""
 
@@ -170,6 +188,13 @@ class ClusterSpec(SpecModel):
     """How long a stopping worker has to hand over its data."""
     labels: Annotated[k.Labels, AfterValidator(_not_managed)] = {}
     """Extra labels of every object and pod (never in selectors)."""
+    adapt: AdaptPolicy | None = None
+    """Scale the workers with the load, from inside the cluster: it goes on after the client exits."""
+    idle_timeout: (
+        Annotated[int, Field(gt=0, strict=True), k.on_error("must be a number of seconds > 0, got {value}")] | None
+    ) = None
+    """Delete the whole cluster once it has been idle this many seconds: no task queued or
+    running and no client connected (docs/AUTOSCALING.md)."""
 
     def check(self) -> None:
         if self.platform_uid and self.system_packages:

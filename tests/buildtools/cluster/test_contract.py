@@ -46,6 +46,8 @@ def test_scheduler_env() -> None:
         "WORKER": "false",
         "PORT": "8786",
         "DASHBOARD_PORT": "8787",
+        "MINIMALDASK_CLUSTER": "demo",
+        "MINIMALDASK_NAMESPACE": "dask",
         "ARGUMENTS": "--idle-timeout 1h",
         "A": "1",
         "B": "2",

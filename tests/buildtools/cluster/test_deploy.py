@@ -19,8 +19,8 @@ from kubernetes import client
 
 from buildtools.cluster import contract, labels, preflight
 from buildtools.cluster import kube as kube_module
+from buildtools.cluster.controller import DELETION_COST, RETIRED_COST
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
-from buildtools.cluster.handle import DELETION_COST, RETIRED_COST
 from buildtools.cluster.kube import Kube, PortForward, in_cluster
 from buildtools.cluster.render import render_cluster, render_rbac
 from buildtools.cluster.specs import ClusterSpec
@@ -155,7 +155,7 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     cluster.wait_for_pods(timeout=120)
     assert len(objects_of(kubeconfig, namespace, "c1")["Pod"]) == 6
 
-    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 3
+    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 6
     assert objects_of(kubeconfig, namespace, "c1") == {}
     assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig) == 0  # idempotent
 
@@ -386,7 +386,7 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     cluster.wait_for_pods(timeout=120)
     (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
     Kube.connect(as_account).annotate("v1", "Pod", pod, namespace, {DELETION_COST: RETIRED_COST})
-    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 3
+    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 6
 
 
 def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, namespace: str, tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-from buildtools.cluster.deploy import given_fields, spec_annotation
+from buildtools.cluster.deploy import given_fields
 from buildtools.cluster.handle import python_minor
+from buildtools.cluster.render import spec_annotation
 from buildtools.cluster.specs import ClusterSpec, cluster_spec
 
 IMAGE = "registry.example:5000/minimaldask/debian:2026.8.0-py3.13"

@@ -39,26 +39,10 @@ def test_permissions_in_kubectls_words() -> None:
 
 
 def test_a_dry_run_pod_is_the_template_as_its_controller_would_create_it() -> None:
-    worker = render_cluster(SPEC)[2]
+    worker = render_cluster(SPEC)[-1]
     pod = preflight.template_pod(worker)
     assert pod["metadata"]["name"] == "demo-worker-dry-run"
     assert pod["metadata"]["namespace"] == "dask"
     assert pod["metadata"]["labels"] == worker["spec"]["template"]["metadata"]["labels"]
     assert pod["spec"] == worker["spec"]["template"]["spec"]
     assert kubernetes_validate.validate(pod, "1.33", strict=True) == "1.33"
-
-
-def test_the_planned_objects_start_with_the_prepuller_on_the_workers_nodes() -> None:
-    assert [o["kind"] for o in preflight.planned_objects(SPEC, prepull=False)] == [
-        "Service",
-        "Deployment",
-        "Deployment",
-    ]
-    objects = preflight.planned_objects(SPEC, prepull=True)
-    assert [o["kind"] for o in objects] == ["DaemonSet", "Service", "Deployment", "Deployment"]
-    prepuller = objects[0]["spec"]["template"]["spec"]
-    worker = objects[3]["spec"]["template"]["spec"]
-    assert objects[0]["metadata"]["name"] == "demo-prepuller"
-    assert prepuller["nodeSelector"] == worker["nodeSelector"] == {"pool": "compute"}
-    assert prepuller["affinity"] == worker["affinity"]
-    assert prepuller["imagePullSecrets"] == [{"name": "regcred"}]

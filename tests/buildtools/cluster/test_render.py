@@ -44,6 +44,11 @@ def arch_affinity(*expressions: dict[str, Any]) -> dict[str, Any]:
     return {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchExpressions": list(expressions)}]}}}
 
 
+def deployments(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scheduler's Deployment, then the workers'."""
+    return [obj for obj in objects if obj["kind"] == "Deployment"]
+
+
 def cluster(**overrides: Any) -> ClusterSpec:
     return ClusterSpec(**{"name": "demo", "namespace": "dask", "image": IMAGE, **overrides})
 
@@ -159,6 +164,9 @@ def test_every_object_is_namespaced_and_labelled() -> None:
 def test_cluster_objects_in_order() -> None:
     objects = render.render_cluster(cluster())
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("ServiceAccount", "demo-scheduler"),
+        ("Role", "demo-scheduler"),
+        ("RoleBinding", "demo-scheduler"),
         ("Service", "demo-scheduler"),
         ("Deployment", "demo-scheduler"),
         ("Deployment", "demo-worker"),
@@ -189,6 +197,8 @@ def test_extra_labels_stay_out_of_selectors() -> None:
     objects = render.render_cluster(FULL)
     for obj in objects:
         assert obj["metadata"]["labels"]["team"] == "data"
+        if obj["kind"] not in ("Service", "Deployment"):
+            continue  # no selector
         selector = obj["spec"]["selector"] if obj["kind"] == "Service" else obj["spec"]["selector"]["matchLabels"]
         assert "team" not in selector
 
@@ -252,7 +262,7 @@ def test_worker_deployment() -> None:
 
 
 def test_no_resources_no_scheduling_options() -> None:
-    for deployment in render.render_cluster(cluster())[1:]:
+    for deployment in deployments(render.render_cluster(cluster())):
         spec = pod_spec(deployment)
         assert spec["containers"][0]["resources"] == {}
         assert not {"tolerations", "nodeSelector", "imagePullSecrets", "volumes"} & set(spec)
@@ -285,7 +295,7 @@ def test_each_component_has_its_own_placement_and_gpu_workers_their_toleration()
 
 def test_image_platforms_decide_the_architectures() -> None:
     def affinity(**overrides: Any) -> Any:
-        return pod_spec(render.render_cluster(cluster(**overrides))[2]).get("affinity")
+        return pod_spec(deployments(render.render_cluster(cluster(**overrides)))[1]).get("affinity")
 
     assert affinity(image="ghcr.io/someone/minimaldask/debian-dataframe@sha256:" + "0" * 64) == arch_affinity(
         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}
@@ -308,7 +318,7 @@ def test_workers_use_the_service_dns_name(spec: ClusterSpec) -> None:
 
 def test_tls() -> None:
     objects = render.render_cluster(ROOT_TLS)
-    for deployment in objects[1:]:
+    for deployment in deployments(objects):
         spec = pod_spec(deployment)
         assert spec["volumes"] == [{"name": "tls", "secret": {"secretName": "dask-tls", "defaultMode": 0o440}}]
         (container,) = spec["containers"]
@@ -331,7 +341,8 @@ def test_tls() -> None:
 )
 def test_pods_are_locked_down(obj: dict[str, Any]) -> None:
     spec = pod_spec(obj)
-    assert spec["automountServiceAccountToken"] is False
+    # Only the scheduler calls the API (its controller), as its own ServiceAccount.
+    assert spec["automountServiceAccountToken"] is (obj["metadata"]["name"] == "demo-scheduler")
     assert spec["enableServiceLinks"] is False
     context = spec["securityContext"]
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -356,22 +367,22 @@ def platform_uid_objects() -> list[dict[str, Any]]:
 
 def test_platform_uid_leaves_the_ids_to_the_platform() -> None:
     for obj in platform_uid_objects():
-        if obj["kind"] == "Service":
+        if obj["kind"] not in ("Deployment", "DaemonSet"):
             continue
         context = pod_spec(obj)["securityContext"]
         assert context["runAsNonRoot"] is True
         assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(context), obj["metadata"]["name"]
     # The TLS key must be readable by the UID the platform assigns, which may come without an fsGroup.
-    for deployment in render.render_cluster(PLATFORM_UID)[1:]:
+    for deployment in deployments(render.render_cluster(PLATFORM_UID)):
         (volume,) = pod_spec(deployment)["volumes"]
         assert volume["secret"]["defaultMode"] == 0o444
-    for deployment in render.render_cluster(ROOT_TLS)[1:]:
+    for deployment in deployments(render.render_cluster(ROOT_TLS)):
         (volume,) = pod_spec(deployment)["volumes"]
         assert volume["secret"]["defaultMode"] == 0o440
 
 
 def test_system_packages_run_as_root_explicitly() -> None:
-    for deployment in render.render_cluster(ROOT_TLS)[1:]:
+    for deployment in deployments(render.render_cluster(ROOT_TLS)):
         spec = pod_spec(deployment)
         assert spec["securityContext"]["runAsUser"] == 0
         assert spec["securityContext"]["runAsNonRoot"] is False
@@ -455,7 +466,16 @@ DEPLOYER_RULES = [
         "resources": ["deployments", "daemonsets"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {
+        "apiGroups": [""],
+        "resources": ["services", "serviceaccounts"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
     {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},
@@ -539,7 +559,7 @@ def test_rendering_is_deterministic() -> None:
 )
 def test_values_are_yaml_safe(value: str) -> None:
     spec = cluster(env={"VALUE": value}, labels={"team": "a-b.c_d"})
-    for deployment in render.render_cluster(spec)[1:]:
+    for deployment in deployments(render.render_cluster(spec)):
         assert env_of(pod_spec(deployment)["containers"][0])["VALUE"] == value
 
 
@@ -615,3 +635,61 @@ def test_the_cli_options_override_the_spec_file(tmp_path: Path) -> None:
     overridden = {**yaml.safe_load(SPEC_FILE), "name": "other", "namespace": "data", "n_workers": 5}
     overridden["service_type"] = "ClusterIP"
     assert text == render.to_yaml(render.render_cluster(ClusterSpec(**overridden)))
+
+
+PLANNED = cluster(
+    image_pull_secrets=["regcred"],
+    placement={"worker": {"node_selector": {"pool": "compute"}}},
+)
+CLUSTER_KINDS = ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "Deployment"]
+
+
+def test_the_planned_objects_are_the_cluster_after_its_prepuller_on_the_workers_nodes() -> None:
+    assert [o["kind"] for o in render.planned_objects(PLANNED, prepull=False)] == CLUSTER_KINDS
+    objects = render.planned_objects(PLANNED, prepull=True)
+    assert [o["kind"] for o in objects] == ["DaemonSet", *CLUSTER_KINDS]
+    assert objects[1:] == render.render_cluster(PLANNED)
+    prepuller, worker = pod_spec(objects[0]), pod_spec(objects[-1])
+    assert objects[0]["metadata"]["name"] == "demo-prepuller"
+    assert prepuller["nodeSelector"] == worker["nodeSelector"] == {"pool": "compute"}
+    assert prepuller["affinity"] == worker["affinity"]
+    assert prepuller["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+@pytest.mark.parametrize("platform_uid", [False, True])
+def test_the_planned_prepuller_has_the_clusters_identity_rules(platform_uid: bool) -> None:
+    """The defect of issue 18: the dry run's prepuller had runAsUser 1000 where the applied one had none."""
+    spec = cluster(platform_uid=platform_uid)
+    (prepuller, *_), worker = render.planned_objects(spec, prepull=True), deployments(render.render_cluster(spec))[1]
+    assert pod_spec(prepuller)["securityContext"] == pod_spec(worker)["securityContext"]
+    assert ("runAsUser" in pod_spec(prepuller)["securityContext"]) is not platform_uid
+
+
+def test_the_scheduler_alone_has_an_identity_limited_to_its_own_cluster() -> None:
+    objects = render.render_cluster(cluster(name="alpha"))
+    scheduler, worker = deployments(objects)
+    assert pod_spec(scheduler)["serviceAccountName"] == "alpha-scheduler"
+    assert pod_spec(scheduler)["automountServiceAccountToken"] is True
+    assert "serviceAccountName" not in pod_spec(worker)
+    assert pod_spec(worker)["automountServiceAccountToken"] is False
+    role = by_kind(objects, "Role")
+    writes = [rule for rule in role["rules"] if set(rule["verbs"]) & {"patch", "delete"}]
+    # Every write is limited to this cluster's names, but for the pods' deletion cost (random names).
+    assert {r["resources"][0] for r in writes if "resourceNames" not in r} == {"pods"}
+    assert {n for r in writes for n in r.get("resourceNames", [])} == {"alpha-scheduler", "alpha-worker"}
+    binding = by_kind(objects, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == "alpha-scheduler"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "alpha-scheduler", "namespace": "dask"}]
+    env = {e["name"]: e["value"] for e in pod_spec(scheduler)["containers"][0]["env"]}
+    assert env["MINIMALDASK_CLUSTER"] == "alpha" and env["MINIMALDASK_NAMESPACE"] == "dask"
+
+
+def test_the_policies_are_annotations_of_the_deployments_not_of_their_pods() -> None:
+    scheduler, worker = deployments(render.render_cluster(cluster(adapt={"minimum": 0, "maximum": 5}, idle_timeout=90)))
+    assert worker["metadata"]["annotations"] == {"minimaldask/adapt": '{"maximum": 5, "minimum": 0}'}
+    assert scheduler["metadata"]["annotations"]["minimaldask/idle-timeout"] == "90"
+    assert "annotations" not in worker["spec"]["template"]["metadata"]
+    assert "annotations" not in scheduler["spec"]["template"]["metadata"]
+    plain_scheduler, plain_worker = deployments(render.render_cluster(cluster()))
+    assert "annotations" not in plain_worker["metadata"]
+    assert set(plain_scheduler["metadata"]["annotations"]) == {labels.SPEC_ANNOTATION}

@@ -84,4 +84,4 @@ def test_unknown_ref_is_a_clear_error(repo: Path) -> None:
 
 
 def test_the_build_context_outside_images_is_read_from_dockerignore() -> None:
-    assert context_files() == ("entrypoint.sh",)
+    assert context_files() == ("entrypoint.sh", "buildtools/cluster/controller.py")

@@ -1,0 +1,391 @@
+"""The controller inside the scheduler: a minimaldask cluster scales, adopts and deletes itself.
+
+The entrypoint preloads this file into the scheduler of a cluster on Kubernetes
+(`dask scheduler --preload controller.py`, when MINIMALDASK_CLUSTER is set), so the cluster
+manages itself after every client has gone: no operator, no client process, no cluster-wide
+rights. Every PERIOD seconds it
+- scales each worker Deployment that carries the ADAPT_ANNOTATION ({"minimum": m, "maximum": M}
+  in JSON; `kubectl annotate` works as well as `cluster.adapt`) to the scheduler's
+  `adaptive_target`: up at once, down only once the target has stayed lower for
+  SCALE_DOWN_TICKS periods (hysteresis). Down is graceful: pods whose worker has not joined go
+  first, then the scheduler retires the workers it chooses (their data moves first) and
+  exactly their pods get the lowest pod-deletion-cost before the replicas are lowered. A worker
+  whose data has nowhere to go is not retired and keeps its pod;
+- deletes the whole cluster (its root, the scheduler Deployment: the garbage collector takes
+  the rest) once it has been idle for the IDLE_TIMEOUT_ANNOTATION's seconds: no task queued or
+  processing (distributed's `check_idle`) and no client connected;
+- adopts its cluster's objects: each gets the root as its owner, so that deleting the root
+  (kubectl, delete_dask_cluster, the idle timeout) removes everything, however it was applied.
+
+It calls the Kubernetes API with the pod's ServiceAccount token, through the few REST calls
+below (`permissions` is the Role they need). Only the standard library and distributed: this
+one file is copied into every image, and buildtools imports its names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distributed import Scheduler
+
+logger = logging.getLogger("minimaldask.controller")
+
+ADAPT_ANNOTATION = "minimaldask/adapt"
+IDLE_TIMEOUT_ANNOTATION = "minimaldask/idle-timeout"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+# The lowest cost there is (an int32): the ReplicaSet controller removes these pods first.
+RETIRED_COST = str(-(2**31))
+CLUSTER_LABEL = "dask.org/cluster-name"
+COMPONENT_LABEL = "dask.org/component"
+CLUSTER_ENV = "MINIMALDASK_CLUSTER"
+NAMESPACE_ENV = "MINIMALDASK_NAMESPACE"
+# Within 2 s of new work the first pod is asked for (dask-gateway polls every 3 s, the operator 5 s).
+PERIOD = 1.0
+SCALE_DOWN_TICKS = 3
+# Adoption is repeated now and then: objects applied after the scheduler started get their owner too.
+ADOPT_EVERY_TICKS = 30
+REQUEST_TIMEOUT = 10.0
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# The client every scheduler has for fire-and-forget futures: not a user's.
+INTERNAL_CLIENTS = frozenset({"fire-and-forget"})
+
+Obj = dict[str, Any]
+
+
+def root_name(cluster: str) -> str:
+    return f"{cluster}-scheduler"
+
+
+def worker_name(cluster: str) -> str:
+    return f"{cluster}-worker"
+
+
+# Kind -> (API path prefix, plural): the kinds a cluster is made of, and what the controller touches.
+KINDS = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Pod": ("/api/v1", "pods"),
+}
+# Adopted by name (a Role can restrict get and patch to these names, not list).
+OWNED_BY_NAME = ("Service", "ServiceAccount", "Role", "RoleBinding")
+
+
+def permissions(cluster: str) -> list[Obj]:
+    """The Role rules of a cluster's scheduler: exactly the calls below, to its own objects where
+    Kubernetes allows names (list cannot be limited by name; pod names are random, and a pod is
+    only ever given its deletion cost)."""
+    own = [root_name(cluster)]
+
+    def rule(kind: str, verbs: list[str], names: list[str] | None = None) -> Obj:
+        prefix, plural = KINDS[kind]
+        group = prefix.split("/")[2] if prefix.startswith("/apis/") else ""
+        return {
+            "apiGroups": [group],
+            "resources": [plural],
+            "verbs": verbs,
+            **({"resourceNames": names} if names else {}),
+        }
+
+    return [
+        rule("Deployment", ["list"]),
+        rule("Deployment", ["get", "patch"], [root_name(cluster), worker_name(cluster)]),
+        rule("Deployment", ["delete"], own),
+        rule("Pod", ["list", "patch"]),
+        *(rule(kind, ["get", "patch"], own) for kind in OWNED_BY_NAME),
+    ]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """An adapt policy: the worker Deployment's replicas stay within [minimum, maximum]."""
+
+    minimum: int
+    maximum: int
+
+    @classmethod
+    def parse(cls, text: str) -> Policy:
+        """From the annotation's JSON; ValueError names what is wrong with it."""
+        try:
+            found = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not JSON: {error}") from None
+        if not isinstance(found, dict) or set(found) - {"minimum", "maximum"} or "maximum" not in found:
+            raise ValueError('must be {"minimum": m, "maximum": M}')
+        minimum, maximum = found.get("minimum", 0), found["maximum"]
+        if not all(type(n) is int and n >= 0 for n in (minimum, maximum)) or minimum > maximum:
+            raise ValueError("minimum and maximum must be counts, minimum <= maximum")
+        return cls(minimum, maximum)
+
+    def to_json(self) -> str:
+        return json.dumps({"minimum": self.minimum, "maximum": self.maximum}, sort_keys=True)
+
+    def clamp(self, target: int) -> int:
+        return max(self.minimum, min(self.maximum, target))
+
+
+class KubeREST:
+    """The few Kubernetes API calls the controller makes, over HTTPS with a bearer token.
+
+    Blocking (urllib): the controller calls them in a thread, off the scheduler's event loop.
+    The token is read at each call: the kubelet rotates a projected token in place."""
+
+    def __init__(self, server: str, namespace: str, token: Callable[[], str], context: ssl.SSLContext) -> None:
+        self.server, self.namespace, self._token, self._context = server.rstrip("/"), namespace, token, context
+
+    @classmethod
+    def in_pod(cls, namespace: str, account_dir: str = SERVICE_ACCOUNT_DIR) -> KubeREST:
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        context = ssl.create_default_context(cafile=f"{account_dir}/ca.crt")
+
+        def token() -> str:
+            with open(f"{account_dir}/token") as file:
+                return file.read().strip()
+
+        return cls(f"https://{_host(host)}:{port}", namespace, token, context)
+
+    def path(self, kind: str, name: str = "") -> str:
+        prefix, plural = KINDS[kind]
+        return f"{prefix}/namespaces/{self.namespace}/{plural}" + (f"/{name}" if name else "")
+
+    def request(self, method: str, path: str, body: Obj | None = None, query: dict[str, str] | None = None) -> Obj:
+        url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - https only
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT, context=self._context) as answer:  # noqa: S310
+            return dict(json.loads(answer.read() or b"{}"))
+
+    def get(self, kind: str, name: str) -> Obj | None:
+        try:
+            return self.request("GET", self.path(kind, name))
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def list(self, kind: str, selector: str) -> list[Obj]:
+        return list(self.request("GET", self.path(kind), query={"labelSelector": selector}).get("items", []))
+
+    def patch(self, kind: str, name: str, body: Obj) -> Obj:
+        return self.request("PATCH", self.path(kind, name), body)
+
+    def delete_tree(self, kind: str, name: str) -> None:
+        """Delete an object; the garbage collector then deletes what it owns (Background)."""
+        self.request("DELETE", self.path(kind, name), {"propagationPolicy": "Background"})
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # an IPv6 service address
+
+
+def owner_reference(root: Obj) -> Obj:
+    """What an object owned by the root carries (no blockOwnerDeletion: that needs more rights)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": root["metadata"]["name"],
+        "uid": root["metadata"]["uid"],
+    }
+
+
+def needs_owner(obj: Obj, root: Obj) -> bool:
+    owners = obj["metadata"].get("ownerReferences") or []
+    return obj["metadata"]["uid"] != root["metadata"]["uid"] and not any(
+        owner.get("uid") == root["metadata"]["uid"] for owner in owners
+    )
+
+
+@dataclass
+class Controller:
+    """One cluster's controller: `tick` is one round of adoption, scaling and the idle check."""
+
+    scheduler: Scheduler
+    kube: KubeREST
+    cluster: str
+    ticks_below: dict[str, int] = field(default_factory=dict)
+    ticks: int = 0
+    idle_since: float | None = None
+    deleting: bool = False
+
+    @property
+    def selector(self) -> str:
+        return f"{CLUSTER_LABEL}={self.cluster}"
+
+    def worker_selector(self, deployment: Obj) -> str:
+        labels = deployment["spec"]["selector"]["matchLabels"]
+        return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(function, *args)
+
+    async def tick(self) -> None:
+        """Never raises: a failed round is logged and the next one tries again."""
+        try:
+            await self._tick()
+        except Exception:
+            logger.exception("minimaldask controller: this round failed; the next one tries again")
+
+    async def _tick(self) -> None:
+        if self.deleting:
+            return
+        root = await self.call(self.kube.get, "Deployment", root_name(self.cluster))
+        if root is None:
+            return  # being deleted, or not applied by minimaldask: nothing to follow
+        workers = await self.call(self.kube.list, "Deployment", f"{self.selector},{COMPONENT_LABEL}=worker")
+        if self.ticks % ADOPT_EVERY_TICKS == 0:
+            await self.adopt(root, workers)
+        self.ticks += 1
+        for deployment in workers:
+            if policy := self.policy(deployment):
+                await self.adapt(deployment, policy)
+        await self.check_idle(root)
+
+    def policy(self, deployment: Obj) -> Policy | None:
+        text = (deployment["metadata"].get("annotations") or {}).get(ADAPT_ANNOTATION)
+        if not text:
+            return None
+        try:
+            return Policy.parse(text)
+        except ValueError as error:
+            logger.warning("minimaldask controller: %s %s ignored: %s", ADAPT_ANNOTATION, text, error)
+            return None
+
+    async def adopt(self, root: Obj, workers: Iterable[Obj]) -> int:
+        """Give every object of the cluster the root as owner; returns how many were adopted."""
+        found = [("Deployment", obj) for obj in workers]
+        for kind in OWNED_BY_NAME:
+            if (obj := await self.call(self.kube.get, kind, root_name(self.cluster))) is not None:
+                found.append((kind, obj))
+        orphans = [(kind, obj) for kind, obj in found if needs_owner(obj, root)]
+        for kind, obj in orphans:
+            owners = [*(obj["metadata"].get("ownerReferences") or []), owner_reference(root)]
+            await self.call(self.kube.patch, kind, obj["metadata"]["name"], {"metadata": {"ownerReferences": owners}})
+        if orphans:
+            logger.info(
+                "minimaldask controller: adopted %s", ", ".join(f"{k} {o['metadata']['name']}" for k, o in orphans)
+            )
+        return len(orphans)
+
+    async def adapt(self, deployment: Obj, policy: Policy) -> None:
+        name = deployment["metadata"]["name"]
+        replicas = int(deployment["spec"].get("replicas", 1))
+        target = policy.clamp(self.scheduler.adaptive_target())
+        if target >= replicas:
+            self.ticks_below[name] = 0
+            if target > replicas:
+                logger.info("minimaldask controller: %s %d -> %d workers", name, replicas, target)
+                await self.call(self.kube.patch, "Deployment", name, {"spec": {"replicas": target}})
+            return
+        self.ticks_below[name] = self.ticks_below.get(name, 0) + 1
+        if self.ticks_below[name] >= SCALE_DOWN_TICKS:
+            self.ticks_below[name] = 0
+            await self.scale_down(deployment, replicas - target)
+
+    async def scale_down(self, deployment: Obj, excess: int) -> int:
+        """Remove up to `excess` pods: those whose worker has not joined, then those of the workers
+        the scheduler retired. Returns how many pods go."""
+        name = deployment["metadata"]["name"]
+        replicas = int(deployment["spec"].get("replicas", 1))
+        pods = await self.call(self.kube.list, "Pod", self.worker_selector(deployment))
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        joined_hosts = {ws.host for ws in self.scheduler.workers.values()}
+        going = [p for p in live if (p.get("status") or {}).get("podIP") not in joined_hosts][:excess]
+        ips = {(p.get("status") or {}).get("podIP") for p in live}
+        if left := excess - len(going):
+            ours = {ws.address for ws in self.scheduler.workers.values() if ws.host in ips}
+            chosen = [address for address in self.scheduler.workers_to_close(n=left) if address in ours][:left]
+            retired = await self.scheduler.retire_workers(
+                workers=chosen, close_workers=True, remove=True, stimulus_id=f"minimaldask-adapt-{time.time()}"
+            )
+            retired_hosts = {info.get("host") for info in retired.values()}
+            going += [p for p in live if (p.get("status") or {}).get("podIP") in retired_hosts]
+        if not going:
+            return 0
+        for pod in going:
+            await self.call(
+                self.kube.patch,
+                "Pod",
+                pod["metadata"]["name"],
+                {"metadata": {"annotations": {DELETION_COST: RETIRED_COST}}},
+            )
+        new = max(0, replicas - len(going))
+        logger.info(
+            "minimaldask controller: %s %d -> %d workers (removing %s)",
+            name,
+            replicas,
+            new,
+            ", ".join(p["metadata"]["name"] for p in going),
+        )
+        await self.call(self.kube.patch, "Deployment", name, {"spec": {"replicas": new}})
+        return len(going)
+
+    def clients(self) -> int:
+        return sum(1 for client in self.scheduler.clients if client not in INTERNAL_CLIENTS)
+
+    async def check_idle(self, root: Obj) -> None:
+        """Delete the cluster once idle for its timeout: no task (check_idle) and no client."""
+        text = (root["metadata"].get("annotations") or {}).get(IDLE_TIMEOUT_ANNOTATION)
+        if not text:
+            self.idle_since = None
+            return
+        try:
+            timeout = float(text)
+        except ValueError:
+            logger.warning(
+                "minimaldask controller: %s %r ignored: not a number of seconds", IDLE_TIMEOUT_ANNOTATION, text
+            )
+            return
+        busy = self.scheduler.check_idle() is None or self.clients() > 0
+        now = time.monotonic()
+        if busy or self.idle_since is None:
+            self.idle_since = None if busy else now
+            return
+        if now - self.idle_since >= timeout:
+            logger.info(
+                "minimaldask controller: idle for %.0f s: deleting cluster %s", now - self.idle_since, self.cluster
+            )
+            self.deleting = True
+            await self.call(self.kube.delete_tree, "Deployment", root_name(self.cluster))
+
+
+async def run(controller: Controller, period: float = PERIOD) -> None:
+    """Tick every `period` seconds, until cancelled (the scheduler's close)."""
+    while True:
+        started = time.monotonic()
+        await controller.tick()
+        await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+
+async def dask_setup(scheduler: Scheduler) -> None:
+    """distributed's preload hook: start the controller in the scheduler's event loop."""
+    cluster, namespace = os.environ.get(CLUSTER_ENV), os.environ.get(NAMESPACE_ENV)
+    if not cluster or not namespace:
+        logger.warning("minimaldask controller: %s or %s is not set: not started", CLUSTER_ENV, NAMESPACE_ENV)
+        return
+    controller = Controller(scheduler, KubeREST.in_pod(namespace), cluster)
+    task = asyncio.create_task(run(controller), name="minimaldask-controller")
+    scheduler._minimaldask_controller = task  # type: ignore[attr-defined]  # kept: asyncio holds tasks weakly
+    logger.info("minimaldask controller: managing cluster %s/%s", namespace, cluster)
+
+
+async def dask_teardown(scheduler: Scheduler) -> None:
+    if task := getattr(scheduler, "_minimaldask_controller", None):
+        task.cancel()
