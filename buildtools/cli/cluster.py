@@ -1,0 +1,116 @@
+"""The cluster commands: up, down, and render (manifests, the spec schema). The cluster flow is
+imported inside each command: the image commands never load the Kubernetes client."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from buildtools.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt, SpecOptions, with_options
+from buildtools.cli.output import out, progress
+
+app = typer.Typer()
+render_app = typer.Typer(help="Print manifests as plain YAML (for kubectl apply -f - and GitOps), or the spec schema.")
+app.add_typer(render_app, name="render")
+
+
+@render_app.command("cluster")
+@with_options(SpecOptions)
+def render_cluster_command(chosen: SpecOptions) -> None:
+    """The scheduler Service and Deployment and the worker Deployment."""
+    from buildtools.cluster import render
+
+    print(render.to_yaml(render.render_cluster(chosen.resolve())), end="")
+
+
+@render_app.command("spec-schema")
+def render_spec_schema_command() -> None:
+    """The JSON schema of a spec file (docs/cluster-spec.schema.json)."""
+    from buildtools.cluster.specs import ClusterSpec
+
+    print(json.dumps(ClusterSpec.model_json_schema(), indent=2))
+
+
+@render_app.command("prepuller")
+def render_prepuller_command(
+    name: Annotated[str, typer.Argument(help="Prepuller name.")],
+    image: Annotated[list[str], typer.Option(help="Image(s) to prepull.")],
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """The image prepuller DaemonSet."""
+    from buildtools.cluster import render, specs
+
+    print(
+        render.to_yaml(render.render_prepuller(specs.PrepullSpec(name=name, namespace=namespace, images=image))),
+        end="",
+    )
+
+
+@render_app.command("rbac")
+def render_rbac_command(
+    namespace: NamespaceOpt = "default",
+) -> None:
+    """The ServiceAccount, Role and RoleBinding the deploy needs (docs/RBAC.md)."""
+    from buildtools.cluster import render
+
+    print(render.to_yaml(render.render_rbac(namespace)), end="")
+
+
+@app.command()
+@with_options(SpecOptions)
+def up(
+    chosen: SpecOptions,
+    timeout: Annotated[float, typer.Option(help="Seconds for the prepull and the rollout together.")] = 300,
+    wait: Annotated[bool, typer.Option(help="Wait until the scheduler and the workers are Ready.")] = True,
+    prepull: Annotated[bool, typer.Option(help="Prepull the image onto every node first.")] = False,
+    keep_on_failure: Annotated[bool, typer.Option(help="Leave the objects of a failed start for inspection.")] = False,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Start (or update) a Dask cluster on Kubernetes and print where it is.
+
+    Every field of the cluster is reachable through the spec file (docs/CLUSTER-SPEC.md); on a
+    cluster that runs, only the fields given change (the others, and its workers, stay)."""
+    from buildtools.cluster.address import dashboard_address, scheduler_address
+    from buildtools.cluster.deploy import start_dask_cluster
+
+    with start_dask_cluster(
+        spec=chosen.resolve(),
+        timeout=timeout,
+        wait=wait,
+        prepull=prepull,
+        keep_on_failure=keep_on_failure,
+        kubeconfig=kubeconfig,
+        context=context,
+        on_progress=progress,
+        connect=False,  # the command ends here: nothing to connect for
+        shutdown_on_close=False,
+    ) as cluster:
+        spec = cluster.spec
+    table = Table(title=f"Dask cluster {spec.namespace}/{spec.name}")
+    table.add_column("scheduler (in cluster)")
+    table.add_column("dashboard (in cluster)")
+    table.add_column("workers")
+    table.add_row(
+        scheduler_address(spec.name, spec.namespace, spec.use_tls),
+        dashboard_address(spec.name, spec.namespace),
+        str(spec.n_workers),
+    )
+    out.print(table)
+
+
+@app.command()
+def down(
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    namespace: NamespaceOpt = "default",
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Delete everything a Dask cluster created (idempotent)."""
+    from buildtools.cluster.deploy import delete_dask_cluster
+
+    count = delete_dask_cluster(name, namespace, kubeconfig=kubeconfig, context=context, on_progress=progress)
+    out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)
