@@ -2,8 +2,8 @@
 
 Two flows, one subpackage each: `buildtools.images` (image.toml -> plan -> build -> sizes ->
 budgets -> report) and `buildtools.cluster` (spec -> manifests -> apply -> waits -> handle).
-They share only `errors` and `settings`; `cli` sits on top of both. The public API below is
-imported on first use, so that building images never loads the Kubernetes client.
+They share only `errors`, `settings` and `platforms`; `cli` sits on top of both. The public
+API below is imported on first use, so that building images never loads the Kubernetes client.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The GitHub workflows: lint clean, free of hand-written image lists, and the build matrix
-they compute is the one buildtools plans.
+"""The GitHub workflows: actionlint clean (yamllint: test_lint.py), free of hand-written image
+lists, and the build matrix they compute is the one buildtools plans.
 
 The matrix tests run the workflow's own selection step (its `run:` script, taken from
 images.yml) in a throwaway git repository holding a copy of buildtools and images/, the
@@ -67,16 +67,6 @@ def test_actionlint_passes() -> None:
         text=True,
     )
     assert result.returncode == 0, f"actionlint:\n{result.stdout}{result.stderr}"
-
-
-def test_yamllint_passes() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "yamllint", "--strict", "-c", ".yamllint.yaml", ".github/workflows"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, f"yamllint:\n{result.stdout}{result.stderr}"
 
 
 def test_images_workflow_names_no_image_and_no_platform() -> None:

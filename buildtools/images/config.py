@@ -40,6 +40,13 @@ class Budget(Strict):
     uncompressed_mb: Megabytes
     over_base: bool = False
 
+    @model_validator(mode="after")
+    def _uncompressed_holds_the_compressed(self) -> Budget:
+        # Layers never shrink when unpacked: a limit below the compressed one is a typo.
+        if self.uncompressed_mb < self.compressed_mb:
+            raise ValueError(f"uncompressed_mb {self.uncompressed_mb:g} is below compressed_mb {self.compressed_mb:g}")
+        return self
+
 
 class PythonVariant(Strict):
     """One Python minor an image is built for: the base image that ships that Python.
@@ -61,7 +68,7 @@ class ImageConfig(Strict):
     description: str
     repository: str
     dockerfile: str = "Dockerfile"
-    platforms: tuple[str, ...]
+    platforms: Annotated[tuple[str, ...], Field(min_length=1)]
     # tags: every Python's build; default_tags: only the default Python's.
     tags: tuple[str, ...]
     default_tags: tuple[str, ...] = ()

@@ -1,5 +1,5 @@
 """Settings: the cache folder for users who cannot write the machine-wide default, and the
-data a checkout reads (tests/test_wheel.py covers an installed wheel)."""
+data a checkout reads (tests/test_wheel.py covers an installed wheel), each image's platforms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.settings import DATA_ROOT, REPO_ROOT, Settings, cache_dir, checkout_root
+from buildtools.settings import DATA_ROOT, REPO_ROOT, Settings, cache_dir, checkout_root, repository_platforms
 
 
 @pytest.fixture
@@ -50,3 +50,14 @@ def test_a_non_root_user_gets_its_own_cache(tmp_path: Path, monkeypatch: pytest.
 def test_a_checkout_reads_its_own_files() -> None:
     assert DATA_ROOT == REPO_ROOT
     assert checkout_root("comparing git commits") == REPO_ROOT
+
+
+def test_the_cluster_flow_knows_each_image_by_repository_and_skips_what_builds_no_image(tmp_path: Path) -> None:
+    for name, text in {
+        "good": 'repository = "minimaldask/good"\nplatforms = ["linux/amd64", "linux/arm/v7"]\n',
+        "unknown-platform": 'repository = "minimaldask/odd"\nplatforms = ["linux/s390x"]\n',
+        "no-repository": 'platforms = ["linux/amd64"]\n',
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "image.toml").write_text(text)
+    assert repository_platforms(tmp_path) == {"minimaldask/good": ("linux/amd64", "linux/arm/v7")}

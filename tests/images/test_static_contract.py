@@ -314,16 +314,6 @@ def test_every_pinned_version_is_a_used_build_arg(name: str) -> None:
         assert used, f"{name}: ARG {arg} ([versions].{key}) is declared but never used"
 
 
-@pytest.mark.parametrize("name", IMAGES)
-def test_budgets_cover_every_platform(name: str) -> None:
-    config = load_image(name)
-    assert config.platforms, f"{name}: no platforms"
-    assert set(config.budgets) == set(config.platforms), f'{name}: one [budgets."PLATFORM"] per platform'
-    for platform in config.platforms:
-        budget = config.budgets[platform]
-        assert budget.compressed_mb > 0 and budget.uncompressed_mb >= budget.compressed_mb, f"{name} {platform}"
-
-
 @pytest.mark.parametrize("script", SHELL_SCRIPTS)
 def test_shellcheck_passes(script: str) -> None:
     shellcheck = require_tool("shellcheck")
