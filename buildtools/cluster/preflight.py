@@ -98,11 +98,25 @@ def as_admitted_now(kube: Kube, pod: Obj, planned_accounts: set[str]) -> Obj:
     return {**pod, "spec": {key: value for key, value in pod["spec"].items() if key != "serviceAccountName"}}
 
 
+def binds_a_role_to_come(kube: Kube, obj: Obj, planned_roles: set[str]) -> bool:
+    """A RoleBinding of a Role the start creates: the server judges a binding by the Role's rules
+    (the binder must hold them), so it cannot judge it before the Role exists; the Role's own
+    dry run checks those rules, and the real apply the binding."""
+    role = obj.get("roleRef", {}).get("name")
+    return (
+        obj["kind"] == "RoleBinding"
+        and role in planned_roles
+        and kube.get("rbac.authorization.k8s.io/v1", "Role", role, obj["metadata"]["namespace"]) is None
+    )
+
+
 def dry_run(kube: Kube, objects: Iterable[Obj], deadline: Deadline, progress: Progress) -> None:
     """Each object, then one pod of each workload's template, through the server's admission."""
     objects = list(objects)
+    roles = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Role"}
     for obj in objects:
-        kube.apply(obj, dry_run=True)
+        if not binds_a_role_to_come(kube, obj, roles):
+            kube.apply(obj, dry_run=True)
     accounts = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "ServiceAccount"}
     for obj in objects:
         if obj["kind"] in ("Deployment", "DaemonSet"):

@@ -25,6 +25,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from tests.helpers import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -46,6 +48,22 @@ _HTTP_CONFLICT = 409
 #: A taint as ``"key=value:Effect"`` / ``"key:Effect"`` (kubectl syntax) or
 #: as a ``(key, value, effect)`` tuple.
 Taint = str | tuple[str, str | None, str]
+
+
+# The fake nodes of the tests' cluster (tests/buildtools/cluster/conftest.py): name -> (arch, taints).
+GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
+GPU_LABEL = "nvidia.com/gpu.present"
+NODES = {  # name: (arch, taints)
+    "amd64-1": ("amd64", ()),
+    "amd64-2": ("amd64", ()),
+    "amd64-3": ("amd64", ()),
+    "arm64-1": ("arm64", ()),
+    "arm64-2": ("arm64", ()),
+    "arm-1": ("arm", ()),  # 32-bit ARM (linux/arm/v7): kubernetes.io/arch=arm
+    "gpu-1": ("amd64", (GPU_TAINT,)),
+}
+SCHEDULABLE = 6  # the nodes without a taint
+GPU_NODE = {"labels": {GPU_LABEL: "true"}, "extra_resources": {"nvidia.com/gpu": "8"}}
 
 
 def _run_script(*args: str, timeout: float) -> str:
@@ -209,3 +227,26 @@ def delete_fake_node(kubeconfig: Path | str, name: str) -> None:
         except ApiException as exc:
             if exc.status != _HTTP_NOT_FOUND:
                 raise
+
+
+def service_account_token(kubeconfig: Path | str, namespace: str, account: str) -> str:
+    """A short-lived token of the ServiceAccount (the TokenRequest API, as the kubelet gets one)."""
+    from kubernetes import client
+
+    with api_client(kubeconfig) as api:
+        request = {"spec": {"expirationSeconds": 3600}}
+        return str(
+            client.CoreV1Api(api).create_namespaced_service_account_token(account, namespace, request).status.token
+        )
+
+
+def kubeconfig_for_service_account(kubeconfig: Path | str, namespace: str, account: str, path: Path) -> str:
+    """A kubeconfig that authenticates as the ServiceAccount, with a short-lived token."""
+    token = service_account_token(kubeconfig, namespace, account)
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    config["users"] = [{"name": "sa", "user": {"token": token}}]
+    context["context"]["user"] = "sa"
+    config["contexts"] = [context]
+    path.write_text(yaml.safe_dump(config))
+    return str(path)

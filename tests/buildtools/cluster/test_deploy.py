@@ -8,13 +8,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from buildtools.cluster import contract, labels, preflight
@@ -35,58 +33,23 @@ from buildtools.errors import (
 )
 from tests.helpers.kwok_cluster import (
     FAKE_LOG_LINE,
+    GPU_LABEL,
+    SCHEDULABLE,
     add_fake_node,
     api_client,
     delete_fake_node,
-    start_cluster,
-    stop_cluster,
+    kubeconfig_for_service_account,
 )
 
 pytestmark = pytest.mark.k8s
 
 IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"  # amd64, arm64, arm/v7 (images/debian/image.toml)
 DATAFRAME_IMAGE = "127.0.0.1:5000/minimaldask/debian-dataframe:2026.8.0-py3.13"  # amd64, arm64 only
-GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
-GPU_LABEL = "nvidia.com/gpu.present"
-NODES = {  # name: (arch, taints)
-    "amd64-1": ("amd64", ()),
-    "amd64-2": ("amd64", ()),
-    "amd64-3": ("amd64", ()),
-    "arm64-1": ("arm64", ()),
-    "arm64-2": ("arm64", ()),
-    "arm-1": ("arm", ()),  # 32-bit ARM (linux/arm/v7): kubernetes.io/arch=arm
-    "gpu-1": ("amd64", (GPU_TAINT,)),
-}
-SCHEDULABLE = 6
-GPU_NODE = {"labels": {GPU_LABEL: "true"}, "extra_resources": {"nvidia.com/gpu": "8"}}
 
 
 def start(*args: Any, **kwargs: Any) -> DaskCluster:
     """start_dask_cluster on fake nodes: no container runs there, so no scheduler to connect to."""
     return start_dask_cluster(*args, connect=False, **kwargs)
-
-
-@pytest.fixture(scope="session")
-def kubeconfig() -> Iterator[str]:
-    path = start_cluster("minimaldask-test")
-    for name, (arch, taints) in NODES.items():
-        add_fake_node(path, name, arch=arch, taints=taints, **(GPU_NODE if name.startswith("gpu") else {}))
-    try:
-        yield str(path)
-    finally:
-        stop_cluster("minimaldask-test")
-
-
-@pytest.fixture
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    with api_client(kubeconfig) as api:
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    try:
-        yield name
-    finally:
-        with api_client(kubeconfig) as api:
-            client.CoreV1Api(api).delete_namespace(name)
 
 
 def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[str]]:
@@ -349,23 +312,6 @@ def test_prepuller_reaches_the_gpu_node_only_with_a_toleration(kubeconfig: str, 
     assert len(pods[0]["spec"]["initContainers"]) == 2
 
 
-def kubeconfig_for_service_account(kubeconfig: str, namespace: str, account: str, path: Path) -> str:
-    """A kubeconfig that authenticates as the ServiceAccount, with a short-lived token."""
-    with api_client(kubeconfig) as api:
-        token = (
-            client.CoreV1Api(api)
-            .create_namespaced_service_account_token(account, namespace, {"spec": {"expirationSeconds": 3600}})
-            .status.token
-        )
-    config = yaml.safe_load(Path(kubeconfig).read_text())
-    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
-    config["users"] = [{"name": "sa", "user": {"token": token}}]
-    context["context"]["user"] = "sa"
-    config["contexts"] = [context]
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
 def apply_all(kubeconfig: str, objects: list[dict[str, Any]]) -> None:
     kube = Kube.connect(kubeconfig)
     for obj in objects:
@@ -397,7 +343,7 @@ def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, nam
     as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
     # The preflight names every verb on services before anything is created.
     with pytest.raises(
-        ForbiddenError, match=r"lacks: get services, list services, .* delete services \(.*docs/RBAC.md"
+        ForbiddenError, match=r"lacks: get services, list services, .* delete serviceaccounts \(.*docs/RBAC.md"
     ):
         start("rb2", namespace=namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
     assert objects_of(kubeconfig, namespace, "rb2") == {}

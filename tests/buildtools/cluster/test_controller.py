@@ -1,0 +1,337 @@
+"""The controller's decisions, with a REAL Dask scheduler and REAL workers in this process (on
+127.0.0.2, 127.0.0.3 ... so that each has its own host, as each pod has its own IP).
+
+`FakeKube` stands in for the Kubernetes API here: in-process workers run in no pod, so a real
+API server would have no pods at their addresses. It keeps the objects as the API would
+(merge patches) and records every call. The REST client itself, the Role and the garbage
+collector run against a real API server in test_controller_kwok.py; the whole loop in a real
+scheduler pod in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from distributed import Client, Scheduler, Worker
+
+from buildtools.cluster import controller as c
+from buildtools.cluster import labels
+from buildtools.cluster.render import render_cluster
+from buildtools.cluster.specs import cluster_spec
+
+Obj = dict[str, Any]
+NAME = "demo"
+
+
+def merge(target: Obj, patch: Obj) -> None:
+    """RFC 7386, as the API server applies a merge patch."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class FakeKube:
+    """Stands in for KubeREST (see the module's docstring): objects by (kind, name), and the calls."""
+
+    def __init__(self, objects: list[Obj]) -> None:
+        self.objects = {(o["kind"], o["metadata"]["name"]): copy.deepcopy(o) for o in objects}
+        for index, obj in enumerate(self.objects.values()):
+            obj["metadata"]["uid"] = f"uid-{index}"
+        self.calls: list[tuple[str, str, str]] = []
+        self.failing = False
+
+    def _call(self, verb: str, kind: str, name: str) -> None:
+        if self.failing:
+            raise OSError("the API server is unreachable")
+        self.calls.append((verb, kind, name))
+
+    def get(self, kind: str, name: str) -> Obj | None:
+        self._call("get", kind, name)
+        found = self.objects.get((kind, name))
+        return copy.deepcopy(found) if found else None
+
+    def list(self, kind: str, selector: str) -> list[Obj]:
+        self._call("list", kind, selector)
+        wanted = dict(term.split("=") for term in selector.split(","))
+        return [
+            copy.deepcopy(o)
+            for (k, _), o in self.objects.items()
+            if k == kind and wanted.items() <= o["metadata"].get("labels", {}).items()
+        ]
+
+    def patch(self, kind: str, name: str, body: Obj) -> Obj:
+        self._call("patch", kind, name)
+        merge(self.objects[(kind, name)], body)
+        return copy.deepcopy(self.objects[(kind, name)])
+
+    def delete_tree(self, kind: str, name: str) -> None:
+        self._call("delete", kind, name)
+        del self.objects[(kind, name)]
+
+    def add_pod(self, ip: str | None) -> str:
+        name = f"{NAME}-worker-{len(self.pods())}"
+        pod_labels = labels.component_labels(NAME, "worker")
+        status = {"podIP": ip} if ip else {}
+        self.objects[("Pod", name)] = {
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": pod_labels},
+            "status": status,
+        }
+        return name
+
+    def pods(self) -> dict[str, Obj]:
+        return {name: obj for (kind, name), obj in self.objects.items() if kind == "Pod"}
+
+    @property
+    def replicas(self) -> int:
+        return int(self.objects[("Deployment", f"{NAME}-worker")]["spec"]["replicas"])
+
+    def retired(self) -> set[str]:
+        cost = c.DELETION_COST
+        return {n for n, p in self.pods().items() if p["metadata"].get("annotations", {}).get(cost) == c.RETIRED_COST}
+
+
+def fake_kube(n_workers: int, **fields: Any) -> FakeKube:
+    return FakeKube(render_cluster(cluster_spec(name=NAME, image="example/debian:1", n_workers=n_workers, **fields)))
+
+
+@asynccontextmanager
+async def dask(n_workers: int, **fields: Any) -> AsyncIterator[tuple[Scheduler, list[Worker], FakeKube]]:
+    """A scheduler, n workers on their own loopback hosts with a pod each, and the cluster's objects."""
+    async with AsyncExitStack() as stack:
+        scheduler = await stack.enter_async_context(Scheduler(host="127.0.0.1", port=0, dashboard_address=":0"))
+        kube = fake_kube(n_workers, **fields)
+        workers = []
+        for index in range(n_workers):
+            host = f"127.0.0.{index + 2}"
+            worker = Worker(scheduler.address, host=host, nthreads=1, dashboard_address=":0")
+            workers.append(await stack.enter_async_context(worker))
+            kube.add_pod(host)
+        yield scheduler, workers, kube
+
+
+def controller(scheduler: Scheduler, kube: FakeKube) -> c.Controller:
+    return c.Controller(scheduler, kube, NAME)  # type: ignore[arg-type]  # the FakeKube stands in
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 120))
+
+
+ADAPT = {"adapt": {"minimum": 1, "maximum": 4}}
+
+
+def test_a_policy_is_read_from_its_annotation_and_bad_ones_are_refused() -> None:
+    assert c.Policy.parse('{"minimum": 0, "maximum": 5}') == c.Policy(0, 5)
+    assert c.Policy.parse('{"maximum": 2}') == c.Policy(0, 2)
+    assert c.Policy.parse(c.Policy(1, 3).to_json()) == c.Policy(1, 3)
+    for bad, why in [
+        ("5", "must be"),
+        ("{", "not JSON"),
+        ('{"minimum": 3, "maximum": 2}', "minimum <= maximum"),
+        ('{"maximum": -1}', "counts"),
+        ('{"maximum": 1.5}', "counts"),
+        ('{"maximum": true}', "counts"),
+        ('{"max": 3}', "must be"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            c.Policy.parse(bad)
+    assert c.Policy(1, 4).clamp(0) == 1 and c.Policy(1, 4).clamp(9) == 4 and c.Policy(1, 4).clamp(2) == 2
+
+
+def test_the_controllers_names_are_the_clusters() -> None:
+    assert c.root_name(NAME) == labels.component_name(NAME, "scheduler")
+    assert c.worker_name(NAME) == labels.component_name(NAME, "worker")
+    assert (c.CLUSTER_LABEL, c.COMPONENT_LABEL) == (labels.LABEL_CLUSTER, labels.LABEL_COMPONENT)
+
+
+def test_queued_work_scales_up_at_once_within_the_maximum() -> None:
+    async def test() -> None:
+        async with dask(1, **ADAPT) as (scheduler, _, kube), Client(scheduler.address, asynchronous=True) as client:
+            futures = client.map(lambda x: __import__("time").sleep(0.5) or x, range(40), pure=False)
+            loop = controller(scheduler, kube)
+            for _ in range(50):
+                await loop.tick()
+                if kube.replicas > 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert kube.replicas == 4  # 40 tasks of 0.5 s want more than 4: the maximum holds
+            assert ("patch", "Deployment", "demo-worker") in kube.calls
+            await client.gather(futures)
+
+    run(test)
+
+
+def test_scale_down_waits_then_retires_the_chosen_workers_and_removes_exactly_their_pods() -> None:
+    async def test() -> None:
+        async with (
+            dask(3, **ADAPT) as (scheduler, workers, kube),
+            Client(scheduler.address, asynchronous=True) as client,
+        ):
+            data = client.map(lambda x: bytes(1000) * x, range(1, 31), pure=False)
+            await client.gather(data)
+            held = {w.address for w in workers if w.data}
+            assert len(held) == 3  # every worker holds some of the data
+            loop = controller(scheduler, kube)
+            for _ in range(c.SCALE_DOWN_TICKS - 1):
+                await loop.tick()
+            assert kube.replicas == 3 and not kube.retired()  # hysteresis: not yet
+            await loop.tick()
+            assert kube.replicas == 1
+            survivor = {ws.host for ws in scheduler.workers.values()}
+            assert len(survivor) == 1
+            # The two pods that go are those of the retired workers: not the survivor's.
+            retired = kube.retired()
+            assert len(retired) == 2
+            assert {kube.pods()[p]["status"]["podIP"] for p in retired}.isdisjoint(survivor)
+            # Their data moved first: every key is still held, by the survivor.
+            assert len(await client.gather(data)) == 30
+            assert all(holders for holders in (await client.who_has(data)).values())
+
+    run(test)
+
+
+def test_pods_whose_worker_has_not_joined_go_first() -> None:
+    async def test() -> None:
+        async with dask(1, **ADAPT) as (scheduler, _, kube):
+            starting = kube.add_pod(None)
+            kube.patch("Deployment", "demo-worker", {"spec": {"replicas": 2}})
+            loop = controller(scheduler, kube)
+            for _ in range(c.SCALE_DOWN_TICKS):
+                await loop.tick()
+            assert kube.retired() == {starting}
+            assert kube.replicas == 1 and len(scheduler.workers) == 1
+
+    run(test)
+
+
+def test_a_worker_whose_data_has_nowhere_to_go_keeps_its_pod() -> None:
+    async def test() -> None:
+        async with (
+            dask(1, adapt={"minimum": 0, "maximum": 2}) as (scheduler, _, kube),
+            Client(scheduler.address, asynchronous=True) as client,
+        ):
+            data = client.submit(bytes, 1000)
+            await data
+            loop = controller(scheduler, kube)
+            await loop.scale_down(kube.objects[("Deployment", "demo-worker")], 1)
+            assert kube.replicas == 1 and not kube.retired()
+            assert len(scheduler.workers) == 1 and await data == bytes(1000)
+
+    run(test)
+
+
+def test_without_a_policy_the_workers_are_left_alone() -> None:
+    async def test() -> None:
+        async with dask(2) as (scheduler, _, kube):
+            loop = controller(scheduler, kube)
+            for _ in range(c.SCALE_DOWN_TICKS + 1):
+                await loop.tick()
+            assert kube.replicas == 2 and not kube.retired()
+            assert not [call for call in kube.calls if call[:2] == ("patch", "Pod")]
+
+    run(test)
+
+
+def test_a_bad_annotation_is_ignored_and_a_failing_api_never_stops_the_scheduler() -> None:
+    async def test() -> None:
+        async with dask(1) as (scheduler, _, kube):
+            kube.patch("Deployment", "demo-worker", {"metadata": {"annotations": {c.ADAPT_ANNOTATION: "{nope"}}})
+            loop = controller(scheduler, kube)
+            await loop.tick()
+            assert kube.replicas == 1
+            kube.failing = True
+            await loop.tick()  # logged, not raised
+            assert scheduler.status.name == "running"
+
+    run(test)
+
+
+def test_an_idle_cluster_deletes_its_root_but_not_while_a_client_is_connected() -> None:
+    async def test() -> None:
+        async with dask(1, idle_timeout=1) as (scheduler, _, kube):
+            loop = controller(scheduler, kube)
+            async with Client(scheduler.address, asynchronous=True):
+                for _ in range(4):
+                    await loop.tick()
+                    await asyncio.sleep(0.5)
+                assert ("Deployment", "demo-scheduler") in kube.objects
+            await asyncio.sleep(0.2)  # the scheduler notices the client has gone
+            for _ in range(6):
+                await loop.tick()
+                await asyncio.sleep(0.5)
+            assert ("Deployment", "demo-scheduler") not in kube.objects
+            assert [call for call in kube.calls if call[0] == "delete"] == [("delete", "Deployment", "demo-scheduler")]
+
+    run(test)
+
+
+def test_busy_work_keeps_a_cluster_with_an_idle_timeout() -> None:
+    async def test() -> None:
+        async with (
+            dask(1, idle_timeout=1) as (scheduler, _, kube),
+            Client(scheduler.address, asynchronous=True) as client,
+        ):
+            loop = controller(scheduler, kube)
+            task = client.submit(__import__("time").sleep, 3, pure=False)
+            await asyncio.sleep(0.2)
+            for _ in range(5):
+                await loop.tick()
+                await asyncio.sleep(0.5)
+            assert ("Deployment", "demo-scheduler") in kube.objects
+            await task
+
+    run(test)
+
+
+def test_adoption_makes_the_root_the_owner_of_every_other_object_once() -> None:
+    async def test() -> None:
+        async with dask(1) as (scheduler, _, kube):
+            root = kube.objects[("Deployment", "demo-scheduler")]
+            loop = controller(scheduler, kube)
+            await loop.tick()
+            owned = {
+                (kind, name)
+                for (kind, name), obj in kube.objects.items()
+                if obj["metadata"].get("ownerReferences") == [c.owner_reference(root)]
+            }
+            assert owned == {
+                ("ServiceAccount", "demo-scheduler"),
+                ("Role", "demo-scheduler"),
+                ("RoleBinding", "demo-scheduler"),
+                ("Service", "demo-scheduler"),
+                ("Deployment", "demo-worker"),
+            }
+            workers = kube.list("Deployment", f"{c.CLUSTER_LABEL}={NAME},{c.COMPONENT_LABEL}=worker")
+            assert await loop.adopt(kube.get("Deployment", "demo-scheduler") or {}, workers) == 0
+
+    run(test)
+
+
+def test_the_role_grants_exactly_the_calls_the_controller_makes() -> None:
+    rules = c.permissions(NAME)
+    granted = {(rule["resources"][0], verb) for rule in rules for verb in rule["verbs"]}
+    assert granted == {
+        ("deployments", "list"),
+        ("deployments", "get"),
+        ("deployments", "patch"),
+        ("deployments", "delete"),
+        ("pods", "list"),
+        ("pods", "patch"),
+        *(
+            (plural, verb)
+            for plural in ("services", "serviceaccounts", "roles", "rolebindings")
+            for verb in ("get", "patch")
+        ),
+    }
+    assert json.dumps(rules).count('"resourceNames"') == 6
