@@ -2,9 +2,11 @@
 1 worker to --maximum under a queued workload, then back to 1 when idle, with persisted data that
 must survive (every key is checked after the scale-down).
 
-up: time from the workload's submission until --maximum workers have joined the scheduler.
-down: time from the workload's end until one worker pod is left (Adaptive's wait_count rounds
-included), and the graceful scale-down by hand (`cluster.scale(1)` from --maximum workers).
+Two rounds on the same cluster, side by side: the controller in the scheduler pod
+(`cluster.adapt`) and Dask's client-side Adaptive (`cluster.adapt_in_client`). For each: from
+the workload's submission to the first new worker pod and to --maximum workers joined; from the
+workload's end to the first scale-down and to one worker pod left (hysteresis included). Then
+the graceful scale-down by hand (`cluster.scale(1)` from --maximum workers).
 Workers request 10m CPU / 64Mi so that --maximum fit the node. Prints a table and JSON.
 
 usage: python -m bench.adapt [--maximum 20] [--node minimaldask-e2e]
@@ -16,6 +18,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import start_dask_cluster
@@ -76,14 +79,35 @@ def main() -> None:
         def workers() -> int:
             return len(client.scheduler_info()["workers"])
 
-        adaptive = cluster.adapt(minimum=1, maximum=args.maximum, interval="500ms", wait_count=2)
-        busy = client.map(time.sleep, [1.0] * (args.maximum * 20), pure=False)
-        up = until(lambda: workers() >= args.maximum, f"{args.maximum} workers")
-        wait(busy, timeout=900)
-        del busy
-        down = until(lambda: pods() == 1, "1 worker pod")
-        adaptive.stop()
-        lost_adapt = len(keys - {k for k, holders in client.who_has(x).items() if holders})
+        def lost() -> int:
+            return len(keys - {k for k, holders in client.who_has(x).items() if holders})
+
+        def adapt_round(mode: str, adaptive: Any) -> dict[str, Any]:
+            """Submit a workload, then wait for the scale-up and, once it is done, the scale-down."""
+            busy = client.map(time.sleep, [1.0] * (args.maximum * 20), pure=False)
+            first_pod = until(lambda: pods() > 1, "a new worker pod")
+            up = until(lambda: workers() >= args.maximum, f"{args.maximum} workers") + first_pod
+            wait(busy, timeout=900)
+            del busy
+            first_down = until(lambda: pods() < args.maximum, "a first scale-down")
+            down = until(lambda: pods() == 1, "1 worker pod") + first_down
+            adaptive.stop()
+            return {
+                "mode": mode,
+                "first_pod": round(first_pod, 1),
+                "up": round(up, 1),
+                "first_down": round(first_down, 1),
+                "down": round(down, 1),
+                "keys_lost": lost(),
+            }
+
+        results = [
+            adapt_round("controller in the scheduler pod", cluster.adapt(minimum=1, maximum=args.maximum)),
+            adapt_round(
+                "client-side Adaptive (500ms, wait_count=2)",
+                cluster.adapt_in_client(minimum=1, maximum=args.maximum, interval="500ms", wait_count=2),
+            ),
+        ]
 
         cluster.scale(args.maximum)
         until(lambda: workers() >= args.maximum, f"{args.maximum} workers")
@@ -91,18 +115,15 @@ def main() -> None:
         cluster.scale(1)
         until(lambda: pods() == 1, "1 worker pod")
         by_hand = time.monotonic() - started
-        lost_by_hand = len(keys - {k for k, holders in client.who_has(x).items() if holders})
+        lost_by_hand = lost()
         cluster.delete()
 
-    rows = [
-        {"step": f"adapt 1 -> {args.maximum} (submit to joined)", "seconds": round(up, 1), "keys_lost": 0},
-        {"step": f"adapt {args.maximum} -> 1 (idle to 1 pod)", "seconds": round(down, 1), "keys_lost": lost_adapt},
-        {"step": f"scale({args.maximum} -> 1) by hand", "seconds": round(by_hand, 1), "keys_lost": lost_by_hand},
-    ]
-    print(f"step | seconds | persisted keys lost (of {len(keys)})")
-    for row in rows:
-        print(f"{row['step']} | {row['seconds']} | {row['keys_lost']}")
-    print(json.dumps({"maximum": args.maximum, "keys": len(keys), "results": rows}))
+    print(f"adapt 1 -> {args.maximum} -> 1, seconds; persisted keys lost of {len(keys)}")
+    print("mode | submit to first new pod | submit to all joined | idle to first scale-down | idle to 1 pod | lost")
+    for row in results:
+        print(" | ".join(str(row[key]) for key in ("mode", "first_pod", "up", "first_down", "down", "keys_lost")))
+    print(f"scale({args.maximum} -> 1) by hand | {by_hand:.1f} s | lost {lost_by_hand}")
+    print(json.dumps({"maximum": args.maximum, "keys": len(keys), "adapt": results, "scale_by_hand": by_hand}))
 
 
 if __name__ == "__main__":

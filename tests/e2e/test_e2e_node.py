@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
 from buildtools.cluster.kube import Kube
 from buildtools.errors import ImagePullError, VersionMismatchError
-from buildtools.settings import Settings
+from buildtools.settings import REPO_ROOT, Settings
 from tests.helpers.node import Node, NodeError
 
 pytestmark = pytest.mark.node
@@ -173,7 +174,7 @@ def test_adapt_scales_up_under_load_and_down_when_idle_keeping_every_key(dask_cl
         x = da.ones((2000, 2000), chunks=(500, 500)).persist()
         wait(x, timeout=120)
         keys = set(client.who_has(x))
-        adaptive = dask_cluster.adapt(minimum=1, maximum=4, interval="500ms", wait_count=2, target_duration="1s")
+        adaptive = dask_cluster.adapt(minimum=1, maximum=4)  # the controller in the scheduler pod scales
         try:
             busy = client.map(time.sleep, [0.5] * 80, pure=False)
             wait_for(lambda: len(client.scheduler_info()["workers"]) >= 3, "adapt up to >= 3 workers", START_TIMEOUT)
@@ -311,3 +312,81 @@ def test_missing_image_fails_fast_with_image_pull_error(node: Node, kube: Kube) 
     assert "does-not-exist" in message and "not found" in message, message
     # The failed start removed what it had created.
     assert kube.list("v1", "Pod", NAMESPACE, labels.label_selector("e2e-noimage")) == []
+
+
+# The cluster runs itself: the controller in the scheduler pod (buildtools/cluster/controller.py).
+
+STARTER = """
+import sys, time
+from buildtools.cluster.deploy import start_dask_cluster
+cluster = start_dask_cluster("walk", namespace=sys.argv[1], image=sys.argv[2], kubeconfig=sys.argv[3],
+                             timeout=600, check_python=False, n_workers=1,
+                             resources={"worker": {"requests": {"cpu": "10m", "memory": "64Mi"}}})
+cluster.adapt(minimum=0, maximum=4)
+print("adapting", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_adapt_goes_on_after_the_client_process_is_killed_from_zero_and_back_keeping_every_key(
+    node: Node, kube: Kube, debian_ref: str
+) -> None:
+    import dask.array as da
+
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, NAMESPACE, debian_ref, str(node.kubeconfig)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert starter.stdout is not None and starter.stdout.readline().strip() == "adapting"
+    finally:
+        starter.kill()  # SIGKILL: no close, no cleanup, no client-side loop left
+        starter.wait()
+    try:
+        # Nothing to do: the controller scales the one worker down to 0.
+        wait_for(lambda: not worker_pods(kube, "walk"), "scale to 0 worker pods", START_TIMEOUT)
+        with (
+            DaskCluster.from_name("walk", NAMESPACE, kubeconfig=str(node.kubeconfig), check_python=False) as cluster,
+            Client(cluster, timeout=60) as client,
+        ):
+            x = da.ones((2000, 2000), chunks=(500, 500)).persist()  # work from 0 workers brings one back
+            wait(x, timeout=START_TIMEOUT)
+            keys = set(client.who_has(x))
+            busy = client.map(time.sleep, [0.5] * 120, pure=False)
+            wait_for(lambda: len(worker_pods(kube, "walk")) >= 3, "scale up to >= 3 worker pods", START_TIMEOUT)
+            wait(busy, timeout=START_TIMEOUT)
+            del busy
+            # Down to the one worker that must keep the persisted data (it has nowhere else to go).
+            wait_for(lambda: len(worker_pods(kube, "walk")) == 1, "scale down to 1 worker pod", START_TIMEOUT)
+            who_has = client.who_has(x)
+            lost = [key for key in keys if not who_has.get(key)]
+            assert set(who_has) == keys and lost == []
+            assert float(x.sum().compute()) == 2000 * 2000
+            del x
+        # The data released and the client gone: back to 0 workers, the scheduler stays.
+        wait_for(lambda: not worker_pods(kube, "walk"), "scale back to 0 worker pods", START_TIMEOUT)
+        assert kube.ready_pods(NAMESPACE, "walk-scheduler")
+    finally:
+        delete_dask_cluster("walk", NAMESPACE, kubeconfig=str(node.kubeconfig))
+
+
+def test_an_idle_cluster_deletes_itself_with_no_client_attached(node: Node, kube: Kube, debian_ref: str) -> None:
+    with start(node, "idle", debian_ref, n_workers=1, resources=SMALL_WORKER, idle_timeout=60) as cluster:
+        cluster.shutdown_on_close = False  # walk away: only the controller may delete it
+        with Client(cluster, timeout=60) as client:
+            assert client.submit(sum, [1, 2]).result(timeout=120) == 3
+    finished = time.monotonic()
+    selector = labels.label_selector("idle")
+    kinds = [("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Pod"), ("v1", "ServiceAccount")]
+
+    def left() -> list[str]:
+        return [
+            f"{kind} {o['metadata']['name']}"
+            for version, kind in kinds
+            for o in kube.list(version, kind, NAMESPACE, selector)
+        ]
+
+    wait_for(lambda: not left(), "deletion of the idle cluster (60 s idle timeout + 30 s)", 90)
+    print(f"\nidle cluster gone {time.monotonic() - finished:.1f} s after its client left")
