@@ -157,7 +157,7 @@ gpu_worker() {  # whether the worker is a GPU worker (GPU_WORKER); dies when it 
     esac
 }
 
-CONTROLLER=/usr/local/lib/minimaldask/controller.py
+CONTROLLER=/usr/local/lib/minimaldask-controller.py
 port=${PORT:-8786}
 check_port PORT "$port"
 host=${HOST:-}
@@ -170,7 +170,8 @@ false | 0 | no | "")
     check_port DASHBOARD_PORT "$dashboard_port"
     # In a Kubernetes cluster of minimaldask (the manifests set MINIMALDASK_CLUSTER), the
     # scheduler runs the controller that scales its workers and deletes an idle cluster.
-    if [ -n "${MINIMALDASK_CLUSTER:-}" ] && [ -f "$CONTROLLER" ]; then
+    if [ -n "${MINIMALDASK_CLUSTER:-}" ]; then
+        [ -r "$CONTROLLER" ] || die "MINIMALDASK_CLUSTER is set, but this image has no readable $CONTROLLER"
         set -- --preload "$CONTROLLER" "$@"
         log "the controller of cluster $MINIMALDASK_CLUSTER runs in the scheduler"
     fi

@@ -11,6 +11,7 @@ import pytest
 import testinfra
 from python_on_whales import Container, docker
 
+from buildtools.settings import REPO_ROOT
 from tests.conftest import DEBIAN, TESTED_VARIANTS
 from tests.helpers.host import platform_env, run_once
 from tests.helpers.wheels import GREETING, WHEEL_PACKAGE, write_wheel
@@ -100,6 +101,15 @@ def test_no_compiler_caches_or_package_lists(host: testinfra.host.Host) -> None:
     assert not host.file("/home/dask/.cache/pip").exists
     assert not host.file("/root/.cache/pip").exists
     assert host.check_output("find / -xdev -name '*.whl' 2>/dev/null | head -1") == ""
+
+
+def test_the_controller_is_the_repositorys_and_loads_as_the_image_user(host: testinfra.host.Host) -> None:
+    controller = host.file("/usr/local/lib/minimaldask-controller.py")
+    assert controller.user == "root" and controller.mode == 0o644
+    assert controller.content_string == (REPO_ROOT / "buildtools" / "cluster" / "controller.py").read_text()
+    # As the scheduler's preload imports it: readable by the image user, distributed found.
+    code = "import runpy; m = runpy.run_path('/usr/local/lib/minimaldask-controller.py'); print(m['PERIOD'])"
+    assert host.check_output(f'python -c "{code}"') == "1.0"
 
 
 def test_other_commands_run_instead(image: str, platform: str) -> None:
