@@ -18,6 +18,7 @@ import jinja2
 import yaml
 
 from buildtools.cluster import contract, controller, labels, placement
+from buildtools.cluster.environment import dask_env
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.settings import DATA_ROOT
@@ -110,7 +111,7 @@ def _component(spec: ClusterSpec, component: str, ports: list[tuple[str, int]]) 
         "service_account": name if component == "scheduler" else None,
         "selector": labels.selector_labels(spec.name, component),
         "ports": [{"name": name, "port": port} for name, port in ports],
-        "env": list(contract.dask_env(spec, component).items()),
+        "env": list(dask_env(spec, component).items()),
         "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
         "placement": placement.pod_placement(spec, component),
     }

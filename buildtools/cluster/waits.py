@@ -23,6 +23,12 @@ from buildtools.errors import (
 
 Obj = dict[str, Any]
 Progress = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    """The Progress of a caller who wants none."""
+
+
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CRASH_FAILURES = {"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 

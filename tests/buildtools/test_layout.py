@@ -61,3 +61,64 @@ def test_the_public_api_is_there_on_first_use() -> None:
     assert [getattr(buildtools, name).__name__ for name in buildtools.__all__] == buildtools.__all__
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         buildtools.nothing  # noqa: B018
+
+
+PACKAGE_ROOT = Path(buildtools.__file__).parent
+SOURCES = sorted(PACKAGE_ROOT.rglob("*.py"))
+# One module, one job: past this, a module is split. The controller is one file by design: it
+# is copied alone into every image (images/*/Dockerfile), so it cannot import a sibling.
+MAX_LINES = 300
+ONE_FILE_BY_DESIGN = {PACKAGE_ROOT / "cluster" / "controller.py"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the modules of the package it imports (anywhere in it)."""
+    known = {module_name(path): path for path in SOURCES}
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+        graph[name] = {module for module in found if module in known and module != name}
+    return graph
+
+
+def cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    """A chain of imports from `start` back to itself, if there is one."""
+    stack = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        module, path = stack.pop()
+        for imported in graph[module]:
+            if imported == start:
+                return [*path, start]
+            if imported not in seen:
+                seen.add(imported)
+                stack.append((imported, [*path, imported]))
+    return None
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    graph = import_graph()
+    assert len(graph) > 30 and graph["buildtools.cluster.deploy"] >= {"buildtools.cluster.handle"}
+    cycles = [" -> ".join(cycle) for module in graph if (cycle := cycle_through(graph, module))]
+    assert cycles == []
+
+
+def test_a_cycle_would_be_found() -> None:
+    assert cycle_through({"a": {"b"}, "b": {"c"}, "c": {"a"}}, "a") == ["a", "b", "c", "a"]
+    assert cycle_through({"a": {"b"}, "b": set()}, "a") is None
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(PACKAGE_ROOT)) for p in SOURCES])
+def test_modules_stay_small(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert path in ONE_FILE_BY_DESIGN or lines <= MAX_LINES, f"{lines} lines"

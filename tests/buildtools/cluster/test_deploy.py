@@ -19,7 +19,8 @@ from buildtools.cluster import contract, labels, preflight
 from buildtools.cluster import kube as kube_module
 from buildtools.cluster.controller import DELETION_COST, RETIRED_COST
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
-from buildtools.cluster.kube import Kube, PortForward, in_cluster
+from buildtools.cluster.kube import Kube, in_cluster
+from buildtools.cluster.reach import PortForward
 from buildtools.cluster.render import render_cluster, render_rbac
 from buildtools.cluster.specs import ClusterSpec
 from buildtools.cluster.waits import Deadline, rollout_state, wait_until
@@ -550,7 +551,7 @@ def test_an_explicit_kubeconfig_wins_over_the_pods_own_account(
     with start("ic", namespace=namespace, image=IMAGE, timeout=60, kubeconfig=kubeconfig) as cluster:
         # Not the other cluster's .svc name, unreachable from here: a local forward (kwok's
         # fake pods are Ready, so the forward is set up; no scheduler answers through it).
-        address = cluster._reach(contract.COMM_PORT_NAME, contract.SCHEDULER_PORT, "tcp")
+        address = cluster._reach.address(contract.COMM_PORT_NAME, contract.SCHEDULER_PORT, "tcp")
         assert address.startswith("tcp://127.0.0.1:"), address
     monkeypatch.setenv("KUBECONFIG", kubeconfig)  # $KUBECONFIG is explicit too
     assert Kube.connect().in_cluster is False

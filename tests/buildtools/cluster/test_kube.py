@@ -1,4 +1,4 @@
-"""kube.PortForward against a real TCP server on 127.0.0.1 that accepts connections and never
+"""reach.PortForward against a real TCP server on 127.0.0.1 that accepts connections and never
 answers: an API server whose port-forward upgrade stalls, as seen on a cold node. No Kubernetes
 is needed; the websocket client and the forward's threads are the real ones."""
 
@@ -15,7 +15,8 @@ import pytest
 from kubernetes import client
 
 from buildtools.cluster import kube as kube_module
-from buildtools.cluster.kube import Kube, PortForward
+from buildtools.cluster.kube import Kube
+from buildtools.cluster.reach import PortForward
 from buildtools.errors import DeployError
 
 
