@@ -101,6 +101,17 @@ class SpecOptions:
         typer.Option(help="ClusterIP, NodePort or LoadBalancer (default: the spec file's, else ClusterIP)."),
     ] = None
 
+    adapt: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MIN:MAX",
+            help="Scale the workers with the load between MIN and MAX, from inside the cluster (docs/AUTOSCALING.md).",
+        ),
+    ] = None
+    idle_timeout: Annotated[
+        int | None, typer.Option(help="Delete the cluster after this many seconds with no task and no client.")
+    ] = None
+
     def resolve(self) -> "ClusterSpec":
         """The spec file's fields (if any), overridden by the options given."""
         # Imported here: the image commands never load the Kubernetes client.
@@ -115,8 +126,18 @@ class SpecOptions:
             "image": self.image,
             "n_workers": self.workers,
             "service_type": self.service_type,
+            "adapt": None if self.adapt is None else adapt_policy(self.adapt),
+            "idle_timeout": self.idle_timeout,
         }
         return specs.cluster_spec(fields, **{field: value for field, value in given.items() if value is not None})
+
+
+def adapt_policy(text: str) -> dict[str, int]:
+    """--adapt MIN:MAX as the spec's adapt field (whose checks then apply)."""
+    minimum, sep, maximum = text.partition(":")
+    if not (sep and minimum.isdigit() and maximum.isdigit()):
+        raise ConfigError(f"--adapt must be MIN:MAX (two counts, e.g. 0:20), got {text!r}")
+    return {"minimum": int(minimum), "maximum": int(maximum)}
 
 
 def with_options(group: type) -> Callable[[Callable[..., None]], Callable[..., None]]:

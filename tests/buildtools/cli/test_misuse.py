@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import typer.core
 import typer.main
+import yaml
 
 from buildtools.cli import app, main
 
@@ -184,3 +185,21 @@ def test_a_warning_is_one_line_too(tmp_path: Path) -> None:
     assert warning.startswith("warning: cluster demo: the scheduler is exposed outside the cluster (NodePort)")
     assert error.startswith("error: cannot load the Kubernetes configuration"), error
     assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("5", "--adapt must be MIN:MAX"), ("a:b", "--adapt must be MIN:MAX"), ("4:2", "minimum (4) exceeds maximum (2)")],
+)
+def test_a_bad_adapt_option_is_one_line_and_exit_2(value: str, message: str) -> None:
+    result = run_cli(("render", "cluster", "demo", "--adapt", value))
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and result.returncode == 2
+
+
+def test_adapt_and_idle_timeout_options_become_the_deployments_annotations() -> None:
+    result = run_cli(("render", "cluster", "demo", "--adapt", "0:20", "--idle-timeout", "600"))
+    assert result.returncode == 0, result.stderr
+    scheduler, worker = [o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "Deployment"]
+    assert worker["metadata"]["annotations"] == {"minimaldask/adapt": '{"maximum": 20, "minimum": 0}'}
+    assert scheduler["metadata"]["annotations"]["minimaldask/idle-timeout"] == "600"
