@@ -56,12 +56,14 @@ bridge=${MINIMALDASK_NODE_BRIDGE:-mdk0}
 pod_cidr=10.244.0.0/24
 node_ip=10.244.0.1
 service_cidr=10.96.0.0/24
+api_service_ip=10.96.0.1 # the first of service_cidr: the kubernetes Service
 pause_image=$registry/pause:3.10
 # shellcheck disable=SC2034 # read by render (env/templates/dns-check-pod.yaml)
 check_image=$registry/minimaldask/debian-base:trixie
 cni_bin=/usr/lib/cni
 chain_fwd=MDK-NODE-FWD
 chain_in=MDK-NODE-IN
+chain_api=MDK-NODE-API
 
 bin=$(sh "$here/k8s-build.sh" --bin-dir)
 coredns_bin=$cache/coredns/$COREDNS_VERSION/coredns
@@ -123,6 +125,7 @@ up() {
     control_plane_up
     kubelet_up
     isolation_first
+    api_for_pods
     say "node $name Ready with cluster DNS in $(($(date +%s) - t0)) s"
     echo "$kubeconfig"
 }

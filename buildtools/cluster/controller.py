@@ -57,6 +57,7 @@ SCALE_DOWN_TICKS = 3
 # Adoption is repeated now and then: objects applied after the scheduler started get their owner too.
 ADOPT_EVERY_TICKS = 30
 REQUEST_TIMEOUT = 10.0
+API_SERVER_NAME = "kubernetes.default.svc"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # The client every scheduler has for fire-and-forget futures: not a user's.
 INTERNAL_CLIENTS = frozenset({"fire-and-forget"})
@@ -149,14 +150,16 @@ class KubeREST:
 
     @classmethod
     def in_pod(cls, namespace: str, account_dir: str = SERVICE_ACCOUNT_DIR) -> KubeREST:
-        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        # By name, not $KUBERNETES_SERVICE_HOST: every API server certificate names
+        # kubernetes.default.svc, not every one names the Service IP (kwokctl's does not).
+        port = os.environ["KUBERNETES_SERVICE_PORT"]
         context = ssl.create_default_context(cafile=f"{account_dir}/ca.crt")
 
         def token() -> str:
             with open(f"{account_dir}/token") as file:
                 return file.read().strip()
 
-        return cls(f"https://{_host(host)}:{port}", namespace, token, context)
+        return cls(f"https://{API_SERVER_NAME}:{port}", namespace, token, context)
 
     def path(self, kind: str, name: str = "") -> str:
         prefix, plural = KINDS[kind]
@@ -190,10 +193,6 @@ class KubeREST:
     def delete_tree(self, kind: str, name: str) -> None:
         """Delete an object; the garbage collector then deletes what it owns (Background)."""
         self.request("DELETE", self.path(kind, name), {"propagationPolicy": "Background"})
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host  # an IPv6 service address
 
 
 def owner_reference(root: Obj) -> Obj:

@@ -24,6 +24,21 @@ network_up() {
     render "$here/templates/cni.conflist" >"$node_dir/cni/net.d/10-minimaldask.conflist"
 }
 
+# Pods reach the API server (bound to 127.0.0.1 only) at the kubernetes Service: its first
+# IP, port 443, goes to 127.0.0.1:PORT before kube-proxy rewrites it to the node IP, where
+# nothing listens (so: after kube-proxy has put its jump in PREROUTING). route_localnet lets
+# the bridge carry 127.0.0.1 for these connections.
+api_for_pods() {
+    port=$(sed -n 's|^ *server: https://127.0.0.1:\([0-9]*\)$|\1|p' "$kubeconfig")
+    [ -n "$port" ] || die "no API server port in $kubeconfig"
+    sysctl -q -w "net.ipv4.conf.$bridge.route_localnet=1"
+    iptables -w -t nat -N "$chain_api" 2>/dev/null || iptables -w -t nat -F "$chain_api"
+    iptables -w -t nat -A "$chain_api" -i "$bridge" -d "$api_service_ip" -p tcp --dport 443 \
+        -j DNAT --to-destination "127.0.0.1:$port"
+    iptables -w -t nat -D PREROUTING -j "$chain_api" 2>/dev/null || true
+    iptables -w -t nat -I PREROUTING 1 -j "$chain_api"
+}
+
 # kube-proxy prepends its FORWARD rules: put the bridge's isolation first again.
 isolation_first() {
     iptables -w -D FORWARD -j "$chain_fwd" 2>/dev/null || true
@@ -37,6 +52,9 @@ network_down() {
     while iptables -w -D INPUT -j "$chain_in" 2>/dev/null; do :; done
     iptables -w -F "$chain_in" 2>/dev/null || true
     iptables -w -X "$chain_in" 2>/dev/null || true
+    while iptables -w -t nat -D PREROUTING -j "$chain_api" 2>/dev/null; do :; done
+    iptables -w -t nat -F "$chain_api" 2>/dev/null || true
+    iptables -w -t nat -X "$chain_api" 2>/dev/null || true
     ip route del "$service_cidr" dev "$bridge" 2>/dev/null || true
     ip link del "$bridge" 2>/dev/null || true
     for tool in iptables ip6tables; do

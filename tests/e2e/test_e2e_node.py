@@ -276,7 +276,7 @@ def test_delete_leaves_no_pod_container_or_object(node: Node, kube: Kube, debian
 
     deleted = delete_dask_cluster(name, NAMESPACE, kubeconfig=str(node.kubeconfig))
 
-    assert deleted == 3  # scheduler and worker Deployments, scheduler Service
+    assert deleted == 6  # scheduler and worker Deployments, Service; the scheduler's ServiceAccount, Role, RoleBinding
     for api_version, kind in (("apps/v1", "Deployment"), ("apps/v1", "ReplicaSet"), ("v1", "Service"), ("v1", "Pod")):
         assert kube.list(api_version, kind, NAMESPACE, selector) == [], kind
 

@@ -5,6 +5,7 @@ nodes: Deployments and DaemonSets really roll out; containers do not run (see te
 
 from __future__ import annotations
 
+import copy
 import socket
 import threading
 import time
@@ -478,15 +479,21 @@ def test_the_dry_run_waits_for_a_service_account_that_appears_and_names_one_that
     pod["spec"]["serviceAccountName"] = "later"
     kube = Kube.connect(kubeconfig)
     seen: list[str] = []
+    refused = threading.Event()
+
+    def progress(line: str) -> None:
+        seen.append(line)
+        if "does not exist" in line:
+            refused.set()
 
     def create_the_account() -> None:
-        time.sleep(3)
+        assert refused.wait(60)  # created only once admission has refused the pod for lacking it
         with api_client(kubeconfig) as api:
             client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": "later"}})
 
     creator = threading.Thread(target=create_the_account)
     creator.start()
-    preflight.dry_run_pod(kube, pod, Deadline.after(60), seen.append)
+    preflight.dry_run_pod(kube, pod, Deadline.after(60), progress)
     creator.join()
     waiting = f"waiting for admission of Pod {namespace}/sa-scheduler-dry-run"
     assert seen[0] == f"{waiting}: ServiceAccount {namespace}/later does not exist (yet)"
@@ -555,3 +562,38 @@ def test_an_explicit_kubeconfig_wins_over_the_pods_own_account(
         assert address.startswith("tcp://127.0.0.1:"), address
     monkeypatch.setenv("KUBECONFIG", kubeconfig)  # $KUBECONFIG is explicit too
     assert Kube.connect().in_cluster is False
+
+
+@pytest.mark.parametrize("prepull", [False, True], ids=["no-prepull", "prepull"])
+@pytest.mark.parametrize("platform_uid", [False, True], ids=["fixed-uid", "platform-uid"])
+def test_the_dry_run_checks_exactly_the_objects_the_start_applies(
+    kubeconfig: str, namespace: str, monkeypatch: pytest.MonkeyPatch, prepull: bool, platform_uid: bool
+) -> None:
+    """Issue 18's defect: with prepull and platform_uid the dry run's prepuller had runAsUser 1000
+    and the applied one none. Every apply is recorded on its way to the real API server."""
+    applied: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    real_apply = Kube.apply
+
+    def recording_apply(self: Kube, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        applied[dry_run].append(copy.deepcopy(obj))
+        return real_apply(self, obj, dry_run=dry_run)
+
+    monkeypatch.setattr(Kube, "apply", recording_apply)
+    name = f"p{int(prepull)}{int(platform_uid)}"
+    start(
+        name,
+        namespace=namespace,
+        image=IMAGE,
+        prepull=prepull,
+        platform_uid=platform_uid,
+        timeout=120,
+        kubeconfig=kubeconfig,
+    )
+    dry_run, real = applied[True], applied[False]
+    # The RoleBinding of the Role still to come is judged at its real apply only (preflight.py).
+    assert [o for o in real if o["kind"] != "RoleBinding"] == dry_run
+    assert [o["kind"] for o in real][:1] == (["DaemonSet"] if prepull else ["ServiceAccount"])
+    for obj in real:
+        if obj["kind"] in ("Deployment", "DaemonSet"):
+            context = obj["spec"]["template"]["spec"]["securityContext"]
+            assert ("runAsUser" in context) is not platform_uid, obj["metadata"]["name"]
