@@ -524,7 +524,7 @@ def test_a_replica_failure_is_named_at_once_not_at_the_deadline(kubeconfig: str,
         AdmissionError, match=rf"Deployment {namespace}/rf-worker: ReplicaFailure: FailedCreate: .*exceeded quota"
     ):
         start("rf", namespace=namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 60  # half the 120 s deadline: named at once, not waited out
     assert objects_of(kubeconfig, namespace, "rf") == {}
 
 
@@ -532,17 +532,17 @@ def test_one_deadline_for_the_whole_start_prepull_included(kubeconfig: str, name
     """The prepull waits for a node that never pulls (until the deadline: relaxed), and the
     rollout after it gets only what is left: the start fails after one timeout, not two."""
     started = time.monotonic()
-    with pytest.raises(WaitTimeout, match=r"timed out after 10 s waiting for Deployment .*/dl-scheduler"):
+    with pytest.raises(WaitTimeout, match=r"timed out after 30 s waiting for Deployment .*/dl-scheduler"):
         start(
             "dl",
             namespace=namespace,
             image=IMAGE,
             prepull=True,
             placement={"worker": {"node_selector": {"minimaldask-test/full": "yes"}}},
-            timeout=10,
+            timeout=30,
             kubeconfig=kubeconfig,
         )
-    assert time.monotonic() - started < 17  # 10 s, the cleanup and the API calls; two deadlines would be 20 s
+    assert time.monotonic() - started < 50  # one 30 s deadline with 20 s for cleanup and API calls; two would be 60 s
 
 
 def test_an_explicit_kubeconfig_wins_over_the_pods_own_account(
