@@ -22,6 +22,7 @@ from typing import Any
 
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import start_dask_cluster
+from buildtools.cluster.kinds import POD
 from buildtools.cluster.kube import Kube
 from buildtools.settings import Settings
 from tests.helpers.node import Node
@@ -56,7 +57,7 @@ def main() -> None:
     selector = labels.label_selector("bench", "worker")
 
     def pods() -> int:
-        return sum(1 for p in kube.list("v1", "Pod", NAMESPACE, selector) if not p["metadata"].get("deletionTimestamp"))
+        return sum(1 for p in kube.list(POD, NAMESPACE, selector) if not p["metadata"].get("deletionTimestamp"))
 
     with (
         start_dask_cluster(

@@ -4,9 +4,11 @@ The entrypoint preloads this file into the scheduler of a cluster on Kubernetes
 (`dask scheduler --preload controller.py`, when MINIMALDASK_CLUSTER is set), so the cluster
 manages itself after every client has gone: no operator, no client process, no cluster-wide
 rights. Every PERIOD seconds it
-- scales each worker Deployment that carries the ADAPT_ANNOTATION ({"minimum": m, "maximum": M}
-  in JSON; `kubectl annotate` works as well as `cluster.adapt`) to the scheduler's
-  `adaptive_target`: up at once, down only once the target has stayed lower for
+- scales each worker Deployment (a worker group) that carries the ADAPT_ANNOTATION
+  ({"minimum": m, "maximum": M} in JSON; `kubectl annotate` works as well as `cluster.adapt`)
+  to its own target (`group_target`: distributed's `adaptive_target`, over the work that group
+  can run and the group's workers; a group's Dask resources are its DASK_RESOURCES_ANNOTATION):
+  up at once, down only once the target has stayed lower for
   SCALE_DOWN_TICKS periods (hysteresis). Down is graceful: pods whose worker has not joined go
   first, then the scheduler retires the workers it chooses (their data moves first) and
   exactly their pods get the lowest pod-deletion-cost before the replicas are lowered. A worker
@@ -25,8 +27,10 @@ one file is copied into every image, and buildtools imports its names.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import math
 import os
 import ssl
 import time
@@ -49,11 +53,17 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 RETIRED_COST = str(-(2**31))
 CLUSTER_LABEL = "dask.org/cluster-name"
 COMPONENT_LABEL = "dask.org/component"
+# On a worker group's Deployment and pods; the default group's carry none (its selector predates groups).
+GROUP_LABEL = "dask.org/workergroup-name"
+# On each worker Deployment: its workers' Dask resources ({"GPU": 1} in JSON), as `--resources` gives them.
+DASK_RESOURCES_ANNOTATION = "minimaldask/dask-resources"
 CLUSTER_ENV = "MINIMALDASK_CLUSTER"
 NAMESPACE_ENV = "MINIMALDASK_NAMESPACE"
 # Within 2 s of new work the first pod is asked for (dask-gateway polls every 3 s, the operator 5 s).
 PERIOD = 1.0
 SCALE_DOWN_TICKS = 3
+# The pending tasks looked at per round (a sample, scaled to all: distributed's adaptive_target looks at 100).
+PENDING_SAMPLE = 1000
 # Adoption is repeated now and then: objects applied after the scheduler started get their owner too.
 ADOPT_EVERY_TICKS = 30
 REQUEST_TIMEOUT = 10.0
@@ -69,8 +79,9 @@ def root_name(cluster: str) -> str:
     return f"{cluster}-scheduler"
 
 
-def worker_name(cluster: str) -> str:
-    return f"{cluster}-worker"
+def worker_name(cluster: str, group: str | None = None) -> str:
+    """The worker Deployment of the default group (group None), or of a worker group."""
+    return f"{cluster}-worker" + (f"-{group}" if group else "")
 
 
 # Kind -> (API path prefix, plural): the kinds a cluster is made of, and what the controller touches.
@@ -86,11 +97,12 @@ KINDS = {
 OWNED_BY_NAME = ("Service", "ServiceAccount", "Role", "RoleBinding")
 
 
-def permissions(cluster: str) -> list[Obj]:
+def permissions(cluster: str, groups: Iterable[str] = ()) -> list[Obj]:
     """The Role rules of a cluster's scheduler: exactly the calls below, to its own objects where
     Kubernetes allows names (list cannot be limited by name; pod names are random, and a pod is
     only ever given its deletion cost)."""
     own = [root_name(cluster)]
+    worker_names = [worker_name(cluster), *(worker_name(cluster, group) for group in groups)]
 
     def rule(kind: str, verbs: list[str], names: list[str] | None = None) -> Obj:
         prefix, plural = KINDS[kind]
@@ -104,7 +116,7 @@ def permissions(cluster: str) -> list[Obj]:
 
     return [
         rule("Deployment", ["list"]),
-        rule("Deployment", ["get", "patch"], [root_name(cluster), worker_name(cluster)]),
+        rule("Deployment", ["get", "patch"], [root_name(cluster), *worker_names]),
         rule("Deployment", ["delete"], own),
         rule("Pod", ["list", "patch"]),
         *(rule(kind, ["get", "patch"], own) for kind in OWNED_BY_NAME),
@@ -137,6 +149,96 @@ class Policy:
 
     def clamp(self, target: int) -> int:
         return max(self.minimum, min(self.maximum, target))
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """A worker Deployment as the controller reads it: its pods' selector and its Dask resources."""
+
+    deployment: Obj
+
+    @property
+    def name(self) -> str:
+        return str(self.deployment["metadata"]["name"])
+
+    @property
+    def replicas(self) -> int:
+        return int(self.deployment["spec"].get("replicas", 1))
+
+    @property
+    def selector(self) -> str:
+        """Its pods: the Deployment's selector; the default group's excludes the other groups' pods."""
+        match = self.deployment["spec"]["selector"]["matchLabels"]
+        terms = [f"{key}={value}" for key, value in sorted(match.items())]
+        return ",".join(terms if GROUP_LABEL in match else [*terms, f"!{GROUP_LABEL}"])
+
+    @property
+    def resources(self) -> dict[str, float]:
+        text = (self.deployment["metadata"].get("annotations") or {}).get(DASK_RESOURCES_ANNOTATION) or "{}"
+        try:
+            found = json.loads(text)
+        except json.JSONDecodeError:
+            return {}
+        return {str(k): float(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+    def can_run(self, restrictions: dict[str, float] | None) -> bool:
+        return all(self.resources.get(name, 0.0) >= amount for name, amount in (restrictions or {}).items())
+
+
+def work_filter(group: WorkerGroup, groups: list[WorkerGroup]) -> Callable[[Any], bool]:
+    """The pending tasks that count for a group: those restricted to Dask resources it has; the
+    unrestricted ones count for the groups without resources (for every group when all have some)."""
+    general = {g.name for g in groups if not g.resources} or {g.name for g in groups}
+
+    def counts(task: Any) -> bool:
+        restrictions = task.resource_restrictions
+        return group.can_run(restrictions) if restrictions else group.name in general
+
+    return counts
+
+
+def group_target(scheduler: Scheduler, workers: list[Any], counts: Callable[[Any], bool]) -> int:
+    """distributed's `Scheduler.adaptive_target`, for one group: its workers (WorkerStates) and
+    the pending tasks that `counts`. For a cluster of one group it is adaptive_target's figure
+    (with a larger sample of the pending tasks, so that a small group's work is seen)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    target_duration = parse_timedelta(dask.config.get("distributed.adaptive.target-duration"))
+    pending = len(scheduler.queued) + len(scheduler.unrunnable)
+    sample = list(itertools.islice(itertools.chain(scheduler.queued, scheduler.unrunnable), PENDING_SAMPLE))
+    ours = [t for t in sample if counts(t)]
+    scale = pending / len(sample) if sample else 0.0
+    ready = len(ours) * scale
+    occupancy = sum(scheduler._get_prefix_duration(t.prefix) for t in ours) * scale
+    occupancy += sum(ws.occupancy for ws in workers)
+    cpu = math.ceil(occupancy / target_duration)
+    cpu = min(cpu, math.ceil(ready + sum(len(ws.processing) for ws in workers)))  # a few long tasks: no more
+    if workers:
+        cpu = math.ceil(cpu / sum(ws.nthreads for ws in workers) * len(workers))
+    elif ready:
+        cpu = max(1, cpu)
+    limit, used = sum(ws.memory_limit for ws in workers), sum(ws.nbytes for ws in workers)
+    memory = 2 * len(workers) if limit and used > 0.6 * limit else 0
+    target = max(memory, cpu)
+    if target >= len(workers):
+        return target
+    return len(workers) - closable(scheduler, workers)
+
+
+def closable(scheduler: Scheduler, workers: list[Any]) -> int:
+    """How many of these workers `Scheduler.workers_to_close()` would let go were they its only
+    candidates: idle ones, least data first, while the cluster keeps twice its data's memory."""
+    limit = sum(ws.memory_limit for ws in scheduler.workers.values())
+    held = sum(ws.nbytes for ws in scheduler.workers.values())
+    idle = sorted((ws for ws in workers if not ws.processing and not ws.long_running), key=lambda ws: ws.nbytes)
+    count = 0
+    for ws in idle:
+        limit -= ws.memory_limit
+        if limit < 2 * held:
+            break
+        count += 1
+    return count
 
 
 class KubeREST:
@@ -228,10 +330,6 @@ class Controller:
     def selector(self) -> str:
         return f"{CLUSTER_LABEL}={self.cluster}"
 
-    def worker_selector(self, deployment: Obj) -> str:
-        labels = deployment["spec"]["selector"]["matchLabels"]
-        return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(function, *args)
 
@@ -252,9 +350,10 @@ class Controller:
         if self.ticks % ADOPT_EVERY_TICKS == 0:
             await self.adopt(root, workers)
         self.ticks += 1
-        for deployment in workers:
-            if policy := self.policy(deployment):
-                await self.adapt(deployment, policy)
+        groups = [WorkerGroup(deployment) for deployment in workers]
+        for group in groups:
+            if policy := self.policy(group.deployment):
+                await self.adapt(group, policy, work_filter(group, groups))
         await self.check_idle(root)
 
     def policy(self, deployment: Obj) -> Policy | None:
@@ -283,10 +382,20 @@ class Controller:
             )
         return len(orphans)
 
-    async def adapt(self, deployment: Obj, policy: Policy) -> None:
-        name = deployment["metadata"]["name"]
-        replicas = int(deployment["spec"].get("replicas", 1))
-        target = policy.clamp(self.scheduler.adaptive_target())
+    async def live_pods(self, group: WorkerGroup) -> list[Obj]:
+        pods = await self.call(self.kube.list, "Pod", group.selector)
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def workers_in(self, pods: Iterable[Obj]) -> list[Any]:
+        """The scheduler's WorkerStates of these pods (a worker is at its pod's IP)."""
+        ips = {(p.get("status") or {}).get("podIP") for p in pods}
+        return [ws for ws in self.scheduler.workers.values() if ws.host in ips]
+
+    async def adapt(self, group: WorkerGroup, policy: Policy, counts: Callable[[Any], bool] = bool) -> None:
+        """One round of a group's scaling; `counts` picks the pending tasks that are its work."""
+        name, replicas = group.name, group.replicas
+        pods = await self.live_pods(group)
+        target = policy.clamp(group_target(self.scheduler, self.workers_in(pods), counts))
         if target >= replicas:
             self.ticks_below[name] = 0
             if target > replicas:
@@ -296,21 +405,20 @@ class Controller:
         self.ticks_below[name] = self.ticks_below.get(name, 0) + 1
         if self.ticks_below[name] >= SCALE_DOWN_TICKS:
             self.ticks_below[name] = 0
-            await self.scale_down(deployment, replicas - target)
+            await self.scale_down(group, replicas - target, pods)
 
-    async def scale_down(self, deployment: Obj, excess: int) -> int:
-        """Remove up to `excess` pods: those whose worker has not joined, then those of the workers
-        the scheduler retired. Returns how many pods go."""
-        name = deployment["metadata"]["name"]
-        replicas = int(deployment["spec"].get("replicas", 1))
-        pods = await self.call(self.kube.list, "Pod", self.worker_selector(deployment))
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    async def scale_down(self, group: WorkerGroup, excess: int, live: list[Obj] | None = None) -> int:
+        """Remove up to `excess` of the group's (live) pods: those whose worker has not joined,
+        then those of the workers the scheduler retired. Returns how many pods go."""
+        name, replicas = group.name, group.replicas
+        live = await self.live_pods(group) if live is None else live
         joined_hosts = {ws.host for ws in self.scheduler.workers.values()}
         going = [p for p in live if (p.get("status") or {}).get("podIP") not in joined_hosts][:excess]
-        ips = {(p.get("status") or {}).get("podIP") for p in live}
         if left := excess - len(going):
-            ours = {ws.address for ws in self.scheduler.workers.values() if ws.host in ips}
-            chosen = [address for address in self.scheduler.workers_to_close(n=left) if address in ours][:left]
+            ours = {ws.address for ws in self.workers_in(live)}
+            # The scheduler's ranking of every worker (idle and holding least first), ours kept.
+            ranked = self.scheduler.workers_to_close(n=len(self.scheduler.workers))
+            chosen = [address for address in ranked if address in ours][:left]
             retired = await self.scheduler.retire_workers(
                 workers=chosen, close_workers=True, remove=True, stimulus_id=f"minimaldask-adapt-{time.time()}"
             )

@@ -19,9 +19,18 @@ from typing import Any
 
 from buildtools.cluster import preflight
 from buildtools.cluster.handle import DaskCluster
+from buildtools.cluster.kinds import DAEMONSET, POD
 from buildtools.cluster.kube import Kube
-from buildtools.cluster.lifecycle import Workload, delete_dask_cluster, stored_spec, wait_cluster, wait_rollout
+from buildtools.cluster.lifecycle import (
+    Workload,
+    delete_dask_cluster,
+    pod_selector,
+    stored_spec,
+    wait_cluster,
+    wait_rollout,
+)
 from buildtools.cluster.render import planned_objects, render_prepuller
+from buildtools.cluster.spec_parts import SpecModel
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
 from buildtools.cluster.waits import (
     Deadline,
@@ -52,11 +61,24 @@ def _check_namespace(kube: Kube, namespace: str) -> None:
         raise ConfigError(f"namespace {namespace!r} does not exist")
 
 
-def given_fields(spec: ClusterSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields the caller gave: a ClusterSpec's explicitly set ones, a mapping's keys, then `fields`."""
-    if isinstance(spec, ClusterSpec):
+def given_fields(spec: SpecModel | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields the caller gave: a model's explicitly set ones, a mapping's keys, then `fields`."""
+    if isinstance(spec, SpecModel):
         return {key: getattr(spec, key) for key in spec.model_fields_set} | dict(fields)
     return dict(spec or {}) | dict(fields)
+
+
+def reapplied_fields(running: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """A re-apply's fields: the running cluster's, the given ones over them; a worker group given
+    without n_workers keeps its running count, as the default group does."""
+    running_groups = running.get("worker_groups") or {}
+    groups = {}
+    for name, group in (given.get("worker_groups") or {}).items():
+        fields = given_fields(group, {})
+        if "n_workers" not in fields and "n_workers" in running_groups.get(name, {}):
+            fields["n_workers"] = running_groups[name]["n_workers"]
+        groups[name] = fields
+    return {**running, **given} | ({"worker_groups": groups} if "worker_groups" in given else {})
 
 
 def start_dask_cluster(
@@ -103,7 +125,7 @@ def start_dask_cluster(
     kube = Kube.connect(kubeconfig, context)
     _check_namespace(kube, first.namespace)
     existing = stored_spec(kube, first.name, first.namespace)
-    resolved = first if existing is None else cluster_spec(existing | given)
+    resolved = first if existing is None else cluster_spec(reapplied_fields(existing, given))
 
     def deploy() -> None:
         _deploy(
@@ -155,7 +177,7 @@ def _deploy(
             progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
-            wait_cluster(kube, spec.name, spec.namespace, deadline, progress)
+            wait_cluster(kube, objects, deadline, progress)
     except BaseException as failure:
         if created and not keep_on_failure:
             progress(f"start failed: removing what was created for cluster {spec.name}")
@@ -223,13 +245,12 @@ def roll_out_prepuller(
     kube.apply(daemonset)
     workload = Workload.of(daemonset)
     try:
-        wait_rollout(kube, Workload.of(daemonset), timeout, progress)
+        wait_rollout(kube, workload, timeout, progress)
     except (WaitTimeout, UnschedulableError):  # the deadline passed (unschedulable pods say why)
         if not relaxed:
             raise
-    obj = kube.get("apps/v1", "DaemonSet", workload.name, workload.namespace) or {}
-    status = obj.get("status", {})
-    pods = kube.list("v1", "Pod", workload.namespace, workload.selector)
+    status = (kube.get(DAEMONSET, workload.name, workload.namespace) or {}).get("status", {})
+    pods = kube.list(POD, workload.namespace, pod_selector(daemonset))
     missing = sorted(p.get("spec", {}).get("nodeName") or p["metadata"]["name"] for p in pods if not pod_is_ready(p))
     if missing:
         progress(f"prepull: continuing without {', '.join(missing)} (not ready by the deadline)")

@@ -59,7 +59,8 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
             env["WORKER_NTHREADS"] = str(max(1, math.ceil(parse_quantity(limits["cpu"]))))
         if "memory" in limits:
             env["WORKER_MEMORY_LIMIT"] = str(int(parse_quantity(limits["memory"])))
-        arguments = spec.worker_args
+        resources = ",".join(f"{name}={amount:g}" for name, amount in sorted(spec.dask_resources.items()))
+        arguments = (*spec.worker_args, *(("--resources", resources) if resources else ()))
     if arguments:
         env["ARGUMENTS"] = " ".join(arguments)
     if spec.pip_packages:

@@ -24,6 +24,7 @@ from distributed.deploy import Cluster
 from distributed.utils import Log, Logs, format_dashboard_link
 
 from buildtools.cluster import contract, labels
+from buildtools.cluster.kinds import POD
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.lifecycle import delete_dask_cluster, stored_spec
@@ -200,7 +201,7 @@ class DaskCluster(WorkerScaling, Cluster):
         if cluster:
             logs["Cluster"] = Log("\n".join(line for _, line in self._cluster_manager_logs))
         for component in components:
-            for pod in self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, component)):
+            for pod in self.kube.list(POD, self.namespace, labels.label_selector(self.name, component)):
                 name = pod["metadata"]["name"]
                 logs[name] = Log(self.kube.pod_log(self.namespace, name, tail=tail))
         return logs

@@ -20,6 +20,7 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 
+from buildtools.cluster.kinds import DEPLOYMENT, NAMESPACE, POD, SERVICE, Kind
 from buildtools.cluster.waits import pod_is_ready
 from buildtools.errors import AdmissionError, ConfigError, DeployError, ForbiddenError
 
@@ -114,14 +115,14 @@ class Kube:
                 self._dynamic = DynamicClient(self.api)
         return self._dynamic
 
-    def resource(self, api_version: str, kind: str) -> Any:
-        with api_call(f"find the {kind} API"):
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+    def resource(self, kind: Kind) -> Any:
+        with api_call(f"find the {kind.name} API"):
+            return self.dynamic.resources.get(api_version=kind.api_version, kind=kind.name)
 
     def apply(self, obj: Obj, dry_run: bool = False) -> Obj:
         """Server-side apply: only the fields we own change; the object is never recreated.
         With dry_run, the server validates and admits it (dryRun=All) and stores nothing."""
-        resource = self.resource(obj["apiVersion"], obj["kind"])
+        resource = self.resource(Kind.of(obj))
         with api_call(f"{'dry-run ' if dry_run else ''}apply {kind_label(obj)}"):
             result = resource.server_side_apply(
                 body=obj,
@@ -133,51 +134,49 @@ class Kube:
             )
         return result.to_dict()
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+    def get(self, kind: Kind, name: str, namespace: str | None = None) -> Obj | None:
         """The object, or None if there is none (the dynamic client raises NotFoundError on every 404)."""
-        resource = self.resource(api_version, kind)
-        with api_call(f"get {kind} {name}"), suppress(NotFoundError):
+        resource = self.resource(kind)
+        with api_call(f"get {kind.name} {name}"), suppress(NotFoundError):
             return _json(resource.get(name=name, namespace=namespace, serialize=False))
         return None
 
-    def list(self, api_version: str, kind: str, namespace: str | None, selector: str) -> list[Obj]:
-        resource = self.resource(api_version, kind)
-        with api_call(f"list {kind} in {namespace or 'all namespaces'}"):
+    def list(self, kind: Kind, namespace: str | None, selector: str) -> list[Obj]:
+        resource = self.resource(kind)
+        with api_call(f"list {kind.name} in {namespace or 'all namespaces'}"):
             found = _json(resource.get(namespace=namespace, label_selector=selector, serialize=False))
         # As the dynamic client gives them: each item with its kind (a list's items have none).
-        return [{"apiVersion": api_version, "kind": kind, **item} for item in found.get("items") or []]
+        return [{"apiVersion": kind.api_version, "kind": kind.name, **item} for item in found.get("items") or []]
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
-        resource = self.resource(api_version, kind)
+    def delete(self, kind: Kind, name: str, namespace: str | None) -> None:
+        resource = self.resource(kind)
         # Already gone (e.g. garbage-collected since the list) is what we wanted.
-        with api_call(f"delete {kind} {name}"), suppress(NotFoundError):
+        with api_call(f"delete {kind.name} {name}"), suppress(NotFoundError):
             resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Foreground"})
 
-    def _merge_patch(self, what: str, api_version: str, kind: str, name: str, namespace: str, body: Obj) -> None:
-        resource = self.resource(api_version, kind)
-        with api_call(f"{what} {kind} {namespace}/{name}"):
+    def _merge_patch(self, what: str, kind: Kind, name: str, namespace: str, body: Obj) -> None:
+        resource = self.resource(kind)
+        with api_call(f"{what} {kind.name} {namespace}/{name}"):
             resource.patch(body=body, name=name, namespace=namespace, content_type="application/merge-patch+json")
 
-    def annotate(
-        self, api_version: str, kind: str, name: str, namespace: str, annotations: dict[str, str | None]
-    ) -> None:
+    def annotate(self, kind: Kind, name: str, namespace: str, annotations: dict[str, str | None]) -> None:
         """Set annotations, None removing one (a merge patch): not the applied spec's, so apply keeps them."""
-        self._merge_patch("annotate", api_version, kind, name, namespace, {"metadata": {"annotations": annotations}})
+        self._merge_patch("annotate", kind, name, namespace, {"metadata": {"annotations": annotations}})
 
     def ready_pods(self, namespace: str, service: str) -> list[str]:
         """The Ready pods behind a Service (its selector's), where its traffic may go."""
-        found = self.get("v1", "Service", service, namespace)
+        found = self.get(SERVICE, service, namespace)
         if found is None:
             raise DeployError(f"Service {namespace}/{service} is gone")
         selector = ",".join(f"{key}={value}" for key, value in sorted((found["spec"].get("selector") or {}).items()))
-        return sorted(p["metadata"]["name"] for p in self.list("v1", "Pod", namespace, selector) if pod_is_ready(p))
+        return sorted(p["metadata"]["name"] for p in self.list(POD, namespace, selector) if pod_is_ready(p))
 
     def patch_scale(self, name: str, namespace: str, replicas: int) -> None:
         """A Deployment's replicas, by a patch of the Deployment (the Role's `patch`; no scale subresource)."""
-        self._merge_patch("scale", "apps/v1", "Deployment", name, namespace, {"spec": {"replicas": replicas}})
+        self._merge_patch("scale", DEPLOYMENT, name, namespace, {"spec": {"replicas": replicas}})
 
     def namespace_exists(self, namespace: str) -> bool:
-        return self.get("v1", "Namespace", namespace) is not None
+        return self.get(NAMESPACE, namespace) is not None
 
     def pod_log(self, namespace: str, pod: str, container: str | None = None, tail: int | None = None) -> str:
         with api_call(f"read the log of pod {namespace}/{pod}"):
@@ -189,7 +188,7 @@ class Kube:
 
     def dry_run_create(self, obj: Obj) -> None:
         """A create with dryRun=All: validated and admitted (quota, PodSecurity, webhooks), never stored."""
-        resource = self.resource(obj["apiVersion"], obj["kind"])
+        resource = self.resource(Kind.of(obj))
         with api_call(f"dry-run create {kind_label(obj)}"):
             resource.create(body=obj, namespace=obj["metadata"].get("namespace"), dry_run="All")
 
@@ -211,8 +210,8 @@ class Kube:
         found = [self.api.sanitize_for_serialization(event) for event in events.items]
         return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
-    def any(self, api_version: str, kind: str, namespace: str, selector: str) -> bool:
+    def any(self, kind: Kind, namespace: str, selector: str) -> bool:
         """Whether any object matches: a list of at most one, cheap however many there are."""
-        resource = self.resource(api_version, kind)
-        with api_call(f"list {kind} in {namespace}"):
+        resource = self.resource(kind)
+        with api_call(f"list {kind.name} in {namespace}"):
             return bool(resource.get(namespace=namespace, label_selector=selector, limit=1).items)

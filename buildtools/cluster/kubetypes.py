@@ -268,3 +268,11 @@ Tolerations = Annotated[
     *listing("must be a list of tolerations, got {value}"),
 ]
 AffinityRules = Annotated[Affinity, *_mapping_of(Affinity)]
+
+DaskResourceName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$"),
+    on_error("{value} must be a Dask resource name (letters, digits, _ . -)"),
+]
+DaskResourceAmount = Annotated[float, Field(gt=0), on_error("must be a number > 0, got {value}")]
+DaskResources = Annotated[dict[DaskResourceName, DaskResourceAmount], on_error("must be a mapping, got {value}")]

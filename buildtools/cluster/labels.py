@@ -6,7 +6,7 @@ selectors use only the two labels that never change (a Deployment's selector is 
 
 from __future__ import annotations
 
-from buildtools.cluster.controller import CLUSTER_LABEL, COMPONENT_LABEL
+from buildtools.cluster.controller import CLUSTER_LABEL, COMPONENT_LABEL, GROUP_LABEL, worker_name
 from buildtools.errors import ConfigError
 
 COMPONENTS = ("scheduler", "worker", "prepuller")
@@ -16,9 +16,10 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_CLUSTER = CLUSTER_LABEL
 LABEL_COMPONENT = COMPONENT_LABEL
+LABEL_GROUP = GROUP_LABEL
 BASE_LABELS = {LABEL_NAME: "dask", LABEL_MANAGED_BY: "minimaldask"}
 # Set on every object from the cluster's name: a spec's own labels must not set them.
-MANAGED_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_CLUSTER, LABEL_COMPONENT)
+MANAGED_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_CLUSTER, LABEL_COMPONENT, LABEL_GROUP)
 
 # Objects are named <name>-<component>, so a name leaves room for the longest suffix.
 NAME_MAX_LENGTH = 63 - max(len(f"-{component}") for component in COMPONENTS)
@@ -29,6 +30,17 @@ def component_name(name: str, component: str) -> str:
     if component not in COMPONENTS:
         raise ConfigError(f"component must be one of {', '.join(COMPONENTS)}, got {component!r}")
     return f"{name}-{component}"
+
+
+def worker_deployment_name(name: str, group: str | None = None) -> str:
+    """The workers' Deployment of the default group (None), or of a worker group: <name>-worker-<group>."""
+    return worker_name(name, group)
+
+
+def group_labels(group: str | None) -> dict[str, str]:
+    """What a worker group's Deployment, pods and selector add; the default group's add nothing
+    (its selector, immutable, predates groups; the controller excludes the groups' pods from it)."""
+    return {LABEL_GROUP: group} if group else {}
 
 
 def scheduler_service_name(name: str) -> str:

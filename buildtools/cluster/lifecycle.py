@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from buildtools.cluster import labels
+from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, POD, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT, Kind
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.waits import (
@@ -28,15 +29,8 @@ from buildtools.errors import DeployError
 
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
 # pods go with them (foreground deletion), and the wait for deletion watches those too.
-CLUSTER_KINDS = (
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "DaemonSet"),
-    ("v1", "Service"),
-    ("v1", "ServiceAccount"),
-    ("rbac.authorization.k8s.io/v1", "Role"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-)
-WATCHED_KINDS = (*CLUSTER_KINDS, ("v1", "Pod"))
+CLUSTER_KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
+WATCHED_KINDS = (*CLUSTER_KINDS, POD)
 # A rollout's or a deletion's state is one small object (or a list of one) polled this often;
 # the pods of a rollout (hundreds) are listed for failures less often.
 POLL_INTERVAL = 0.2
@@ -45,30 +39,32 @@ POD_CHECK_INTERVAL = 2.0
 
 @dataclass(frozen=True)
 class Workload:
-    """A Deployment or DaemonSet to wait for, and the selector of its pods (the object's own)."""
+    """A Deployment or DaemonSet to wait for. Its pods are found by the selector the object
+    itself carries (read from the server), so a name and a selector never disagree."""
 
-    kind: str
+    kind: Kind
     name: str
     namespace: str
-    selector: str
-    api_version: str = "apps/v1"
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Workload:
-        match = obj["spec"]["selector"]["matchLabels"]
-        selector = ",".join(f"{key}={value}" for key, value in sorted(match.items()))
-        return cls(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"], selector, obj["apiVersion"])
+        return cls(Kind.of(obj), obj["metadata"]["name"], obj["metadata"]["namespace"])
 
     @classmethod
     def component(cls, cluster: str, namespace: str, component: str) -> Workload:
         """A cluster's scheduler or worker Deployment."""
-        name = labels.component_name(cluster, component)
-        return cls("Deployment", name, namespace, labels.label_selector(cluster, component))
+        return cls(DEPLOYMENT, labels.component_name(cluster, component), namespace)
+
+
+def pod_selector(obj: dict[str, Any]) -> str:
+    """The label selector of a Deployment's or DaemonSet's pods, from the object's own spec."""
+    match = obj["spec"]["selector"]["matchLabels"]
+    return ",".join(f"{key}={value}" for key, value in sorted(match.items()))
 
 
 def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
     """The pods of a component; raises at once on a failure that waiting cannot heal."""
-    pods = kube.list("v1", "Pod", namespace, selector)
+    pods = kube.list(POD, namespace, selector)
 
     def last_lines(pod: str, container: str) -> str:
         try:
@@ -86,22 +82,24 @@ def wait_rollout(kube: Kube, workload: Workload, timeout: float | Deadline, prog
     """Wait until a Deployment or DaemonSet is rolled out, failing fast on broken pods."""
     w = workload
     pods_checked = -POD_CHECK_INTERVAL
+    selector = ""  # the object's, once it has been read
 
     def check() -> tuple[bool, str]:
-        nonlocal pods_checked
-        obj = kube.get(w.api_version, w.kind, w.name, w.namespace)
+        nonlocal pods_checked, selector
+        obj = kube.get(w.kind, w.name, w.namespace)
         if obj is None:
             return False, "not found"
+        selector = pod_selector(obj)
         if failure := replica_failure(obj):
             raise failure
         done, state = rollout_state(obj)
         if not done and time.monotonic() - pods_checked >= POD_CHECK_INTERVAL:
             pods_checked = time.monotonic()
-            _check_pods(kube, w.namespace, w.selector)
+            _check_pods(kube, w.namespace, selector)
         return done, state
 
     def on_timeout(state: str) -> Exception | None:
-        for pod in kube.list("v1", "Pod", w.namespace, w.selector):
+        for pod in kube.list(POD, w.namespace, selector) if selector else ():
             if problem := unschedulable(pod):
                 return problem
         return None
@@ -112,36 +110,41 @@ def wait_rollout(kube: Kube, workload: Workload, timeout: float | Deadline, prog
         except DeployError:  # e.g. no permission to list events: the timeout says the rest
             return ""
 
-    what = f"{w.kind} {w.namespace}/{w.name}"
+    what = f"{w.kind.name} {w.namespace}/{w.name}"
     return wait_until(check, what, timeout, progress, POLL_INTERVAL, on_timeout=on_timeout, explain=explain)
 
 
-def wait_cluster(kube: Kube, name: str, namespace: str, timeout: float | Deadline, progress: Progress) -> None:
-    """Until the scheduler and then the workers are rolled out, within one deadline."""
+def wait_cluster(kube: Kube, objects: list[dict[str, Any]], timeout: float | Deadline, progress: Progress) -> None:
+    """Until the Deployments among a cluster's objects (the scheduler first, then each worker
+    group) are rolled out, within one deadline."""
     deadline = Deadline.of(timeout)
-    for component in ("scheduler", "worker"):
-        wait_rollout(kube, Workload.component(name, namespace, component), deadline, progress)
+    for obj in objects:
+        if Kind.of(obj) == DEPLOYMENT:
+            wait_rollout(kube, Workload.of(obj), deadline, progress)
 
 
 def stored_spec(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
     """The fields of a running cluster (None when there is none): the spec it was applied with,
-    or, for one applied otherwise (kubectl, GitOps), what its objects show; n_workers is the
-    worker Deployment's replicas."""
-    scheduler = kube.get("apps/v1", "Deployment", labels.component_name(name, "scheduler"), namespace)
+    or, for one applied otherwise (kubectl, GitOps), what its objects show; n_workers (each
+    group's too) is its worker Deployment's replicas."""
+    scheduler = kube.get(DEPLOYMENT, labels.component_name(name, "scheduler"), namespace)
     if scheduler is None:
         return None
     annotation = (scheduler["metadata"].get("annotations") or {}).get(labels.SPEC_ANNOTATION)
     if annotation:
         fields: dict[str, Any] = json.loads(annotation)
     else:
-        service = kube.get("v1", "Service", labels.scheduler_service_name(name), namespace) or {}
+        service = kube.get(SERVICE, labels.scheduler_service_name(name), namespace) or {}
         image = scheduler["spec"]["template"]["spec"]["containers"][0]["image"]
         fields = {"name": name, "namespace": namespace, "image": image}
         if service_type := service.get("spec", {}).get("type"):
             fields["service_type"] = service_type
-    worker = kube.get("apps/v1", "Deployment", labels.component_name(name, "worker"), namespace)
+    worker = kube.get(DEPLOYMENT, labels.worker_deployment_name(name), namespace)
     if worker is not None:
         fields["n_workers"] = worker["spec"].get("replicas", 0)
+    for group, group_fields in (fields.get("worker_groups") or {}).items():
+        if found := kube.get(DEPLOYMENT, labels.worker_deployment_name(name, group), namespace):
+            group_fields["n_workers"] = found["spec"].get("replicas", 0)
     return fields
 
 
@@ -161,14 +164,14 @@ def delete_dask_cluster(
     kube = kube or Kube.connect(kubeconfig, context)
     selector = labels.label_selector(name)
     deleted = 0
-    for api_version, kind in CLUSTER_KINDS:
-        for obj in kube.list(api_version, kind, namespace, selector):
-            kube.delete(api_version, kind, obj["metadata"]["name"], namespace)
+    for kind in CLUSTER_KINDS:
+        for obj in kube.list(kind, namespace, selector):
+            kube.delete(kind, obj["metadata"]["name"], namespace)
             deleted += 1
     if wait:
 
         def gone() -> tuple[bool, str]:
-            left = [kind for version, kind in WATCHED_KINDS if kube.any(version, kind, namespace, selector)]
+            left = [kind.name for kind in WATCHED_KINDS if kube.any(kind, namespace, selector)]
             return not left, f"{', '.join(left) or 'nothing'} left"
 
         wait_until(gone, f"deletion of cluster {namespace}/{name}", timeout, on_progress or quiet, POLL_INTERVAL)

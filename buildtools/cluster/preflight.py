@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from buildtools.cluster.kinds import ROLE, SERVICE_ACCOUNT
 from buildtools.cluster.kube import Kube, kind_label
 from buildtools.cluster.render import render_rbac
 from buildtools.cluster.waits import Deadline, Progress, wait_until
@@ -93,7 +94,7 @@ def as_admitted_now(kube: Kube, pod: Obj, planned_accounts: set[str]) -> Obj:
     """The pod, with the namespace's default ServiceAccount in place of one the start will create
     (the scheduler's): admission refuses a pod whose account does not exist yet."""
     account = pod["spec"].get("serviceAccountName")
-    if account not in planned_accounts or kube.get("v1", "ServiceAccount", account, pod["metadata"]["namespace"]):
+    if account not in planned_accounts or kube.get(SERVICE_ACCOUNT, account, pod["metadata"]["namespace"]):
         return pod
     return {**pod, "spec": {key: value for key, value in pod["spec"].items() if key != "serviceAccountName"}}
 
@@ -106,7 +107,7 @@ def binds_a_role_to_come(kube: Kube, obj: Obj, planned_roles: set[str]) -> bool:
     return (
         obj["kind"] == "RoleBinding"
         and role in planned_roles
-        and kube.get("rbac.authorization.k8s.io/v1", "Role", role, obj["metadata"]["namespace"]) is None
+        and kube.get(ROLE, role, obj["metadata"]["namespace"]) is None
     )
 
 

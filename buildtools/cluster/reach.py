@@ -18,6 +18,7 @@ from kubernetes.stream import portforward
 
 from buildtools.cluster import labels
 from buildtools.cluster.address import service_host
+from buildtools.cluster.kinds import POD, SERVICE
 from buildtools.cluster.kube import Kube
 from buildtools.errors import DeployError, MinimalDaskError
 
@@ -34,7 +35,7 @@ class SchedulerReach:
     def address(self, port_name: str, port: int, scheme: str) -> str:
         if self.kube.in_cluster:
             return f"{scheme}://{service_host(self.name, self.namespace)}:{port}"
-        service = self.kube.get("v1", "Service", self.service, self.namespace)
+        service = self.kube.get(SERVICE, self.service, self.namespace)
         if service is None:
             raise DeployError(f"the scheduler Service of cluster {self.namespace}/{self.name} is gone")
         service_port = next(p for p in service["spec"]["ports"] if p["name"] == port_name)
@@ -55,7 +56,7 @@ class SchedulerReach:
         return f"{scheme}://127.0.0.1:{self._forwards[port].local_port}"
 
     def _node_address(self) -> str:
-        for pod in self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "scheduler")):
+        for pod in self.kube.list(POD, self.namespace, labels.label_selector(self.name, "scheduler")):
             if host_ip := pod.get("status", {}).get("hostIP"):
                 return str(host_ip)
         raise DeployError(f"the scheduler pod of cluster {self.name} has no node yet")

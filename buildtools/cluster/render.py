@@ -88,28 +88,39 @@ def _load(text: str) -> list[dict[str, Any]]:
 
 def spec_annotation(spec: ClusterSpec) -> str:
     """The applied spec, stored on the scheduler Deployment: the fields a re-apply or an attach
-    starts from (not n_workers: the worker Deployment's replicas are its truth, scaled since)."""
-    return json.dumps(spec.model_dump(mode="json", exclude={"n_workers"}), sort_keys=True)
+    starts from (not the n_workers: the worker Deployments' replicas are their truth, scaled since)."""
+    counts = {"n_workers": True, "worker_groups": {"__all__": {"n_workers"}}}
+    return json.dumps(spec.model_dump(mode="json", exclude=counts), sort_keys=True)
 
 
 def _annotations(spec: ClusterSpec, component: str) -> dict[str, str]:
     """A Deployment's own annotations (never its pods'): what the controller follows."""
     if component == "worker":
-        return {controller.ADAPT_ANNOTATION: spec.adapt.policy.to_json()} if spec.adapt else {}
+        adapt = {controller.ADAPT_ANNOTATION: spec.adapt.policy.to_json()} if spec.adapt else {}
+        resources = json.dumps(spec.dask_resources, sort_keys=True) if spec.dask_resources else None
+        return adapt | ({controller.DASK_RESOURCES_ANNOTATION: resources} if resources else {})
     idle = {controller.IDLE_TIMEOUT_ANNOTATION: str(spec.idle_timeout)} if spec.idle_timeout else {}
     return {labels.SPEC_ANNOTATION: spec_annotation(spec), **idle}
 
 
-def _component(spec: ClusterSpec, component: str, ports: list[tuple[str, int]]) -> dict[str, Any]:
+def _component(
+    spec: ClusterSpec, component: str, ports: list[tuple[str, int]], group: str | None = None
+) -> dict[str, Any]:
+    """The template context of the scheduler, or of one worker group (`spec` is then the group's)."""
     resources = getattr(spec.resources, component)
-    name = labels.component_name(spec.name, component)
+    name = (
+        labels.component_name(spec.name, component)
+        if group is None
+        else labels.worker_deployment_name(spec.name, group)
+    )
+    group_labels = labels.group_labels(group)
     return {
         "component": component,
         "name": name,
-        "labels": {**spec.labels, **labels.component_labels(spec.name, component)},
+        "labels": {**spec.labels, **labels.component_labels(spec.name, component), **group_labels},
         "annotations": _annotations(spec, component),
         "service_account": name if component == "scheduler" else None,
-        "selector": labels.selector_labels(spec.name, component),
+        "selector": {**labels.selector_labels(spec.name, component), **group_labels},
         "ports": [{"name": name, "port": port} for name, port in ports],
         "env": list(dask_env(spec, component).items()),
         "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
@@ -130,25 +141,30 @@ def cluster_context(spec: ClusterSpec) -> dict[str, Any]:
                 (contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT),
             ],
         ),
-        "worker": _component(spec, "worker", [(contract.DASHBOARD_PORT_NAME, contract.WORKER_DASHBOARD_PORT)]),
-        "scheduler_rules": controller.permissions(spec.name),
+        "scheduler_rules": controller.permissions(spec.name, spec.worker_groups),
     }
 
 
-CLUSTER_TEMPLATES = (
-    "scheduler-rbac.yaml.j2",
-    "scheduler-service.yaml.j2",
-    "scheduler-deployment.yaml.j2",
-    "worker-deployment.yaml.j2",
-)
+def worker_context(spec: ClusterSpec, group: str | None) -> dict[str, Any]:
+    """What one worker group's Deployment (None: the default group's) is rendered with."""
+    group_spec = spec.group(group)
+    ports = [(contract.DASHBOARD_PORT_NAME, contract.WORKER_DASHBOARD_PORT)]
+    return {"spec": group_spec, "worker": _component(group_spec, "worker", ports, group)}
+
+
+SCHEDULER_TEMPLATES = ("scheduler-rbac.yaml.j2", "scheduler-service.yaml.j2", "scheduler-deployment.yaml.j2")
 
 
 def render_cluster(spec: ClusterSpec) -> list[dict[str, Any]]:
     """The scheduler's ServiceAccount, Role and RoleBinding, its Service, its Deployment (the
-    cluster's root, which the controller makes every other object's owner) and the workers'
-    Deployment, in that order: each exists before what refers to it."""
+    cluster's root, which the controller makes every other object's owner), then the workers'
+    Deployments (the default group's, then each worker group's), in that order: each exists
+    before what refers to it."""
     context = cluster_context(spec)
-    return [obj for template in CLUSTER_TEMPLATES for obj in _load(render_template(template, **context))]
+    objects = [obj for template in SCHEDULER_TEMPLATES for obj in _load(render_template(template, **context))]
+    for group in (None, *spec.worker_groups):
+        objects += _load(render_template("worker-deployment.yaml.j2", **worker_context(spec, group)))
+    return objects
 
 
 def cluster_prepull_spec(spec: ClusterSpec) -> PrepullSpec:

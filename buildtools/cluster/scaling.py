@@ -19,11 +19,12 @@ from typing import Any
 from distributed.deploy import Adaptive, Cluster
 
 from buildtools.cluster import labels
-from buildtools.cluster.controller import ADAPT_ANNOTATION, DELETION_COST, RETIRED_COST, Policy
+from buildtools.cluster.controller import ADAPT_ANNOTATION, DELETION_COST, RETIRED_COST, Policy, WorkerGroup
+from buildtools.cluster.kinds import DEPLOYMENT, POD
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import Count, validate
 from buildtools.cluster.lifecycle import Workload, wait_rollout
-from buildtools.cluster.specs import AdaptPolicy
+from buildtools.cluster.spec_parts import AdaptPolicy
 from buildtools.cluster.waits import Progress
 
 
@@ -44,25 +45,31 @@ class ClusterAdaptive:
 
     cluster: WorkerScaling
     policy: Policy
+    group: str | None = None
 
     def stop(self) -> None:
-        self.cluster._record_policy(None)
+        self.cluster._record_policy(None, self.group)
 
 
 class WorkerScaling(Cluster):
-    """scale, scale_down, adapt and what Adaptive reads (plan, requested), for DaskCluster."""
+    """scale, scale_down, adapt and what Adaptive reads (plan, requested), for DaskCluster.
+    `group` names a worker group (spec.worker_groups); None is the default group, the one
+    Dask's Adaptive (adapt_in_client) scales."""
 
     kube: Kube
     progress: Progress
     _pods: list[dict[str, Any]]
     _seen: dict[str, str]  # worker name -> its pod, also after the worker has left
 
-    @property
-    def worker_deployment(self) -> str:
-        return labels.component_name(self.name, "worker")
+    def worker_deployment(self, group: str | None = None) -> str:
+        self.spec.group(group)  # a one-line ConfigError for a group the cluster has not
+        return labels.worker_deployment_name(self.name, group)
 
-    def _list_pods(self) -> list[dict[str, Any]]:
-        pods = self.kube.list("v1", "Pod", self.namespace, labels.label_selector(self.name, "worker"))
+    def _list_pods(self, group: str | None = None) -> list[dict[str, Any]]:
+        deployment = self.kube.get(DEPLOYMENT, self.worker_deployment(group), self.namespace)
+        if deployment is None:
+            return []
+        pods = self.kube.list(POD, self.namespace, WorkerGroup(deployment).selector)
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
     async def _refresh_pods(self) -> None:
@@ -91,43 +98,45 @@ class WorkerScaling(Cluster):
     def requested(self) -> set[str]:
         return self.plan
 
-    def scale(self, n: int) -> Any:
-        """n workers; fewer: the scheduler chooses which go, and their data moves first.
-        Adaptive scaling stops (as in Dask): the controller leaves the workers at n."""
+    def scale(self, n: int, group: str | None = None) -> Any:
+        """n workers (in a worker group); fewer: the scheduler chooses which go, and their data
+        moves first. Adaptive scaling of that group stops (as in Dask): the controller leaves it at n."""
         validate(Count, "n", n)
-        self._record_policy(None)
-        return self.sync(self._scale, n)
+        self._record_policy(None, group)
+        return self.sync(self._scale, n, group)
 
-    async def _scale(self, n: int) -> None:
-        await self._refresh_pods()
-        if self.scheduler_comm is None or n >= len(self._pods):
-            await self._set_replicas(n)
+    async def _scale(self, n: int, group: str | None = None) -> None:
+        pods = await asyncio.to_thread(self._list_pods, group)
+        if self.scheduler_comm is None or n >= len(pods):
+            await self._set_replicas(n, group)
             return
-        excess = len(self._pods) - n
-        not_arrived = sorted(self.plan - self.observed)[:excess]
-        chosen = list(not_arrived)
+        keyed = {self._key(p): str(p["metadata"]["name"]) for p in pods}
+        self._seen.update(keyed)
+        excess = len(pods) - n
+        chosen = sorted(set(keyed) - self.observed)[:excess]  # pods whose worker has not joined first
         if left := excess - len(chosen):
-            chosen += await self._choose(left, exclude=chosen)
+            chosen += await self._choose(left, among=set(keyed) - set(chosen))
             await self.scheduler_comm.retire_workers(names=chosen, remove=True, close_workers=True)
-        await self._scale_down(chosen)
+        await self._scale_down(chosen, group)
 
-    async def _choose(self, count: int, exclude: Iterable[str]) -> list[str]:
-        """`count` joined workers, the scheduler's choice first (the idle, holding least), then the
-        ones holding least: retirement moves their data, whichever they are."""
+    async def _choose(self, count: int, among: set[str]) -> list[str]:
+        """`count` of these joined workers, the scheduler's choice first (the idle, holding least),
+        then the ones holding least: retirement moves their data, whichever they are."""
         assert self.scheduler_comm is not None
-        chosen = [w for w in await self.scheduler_comm.workers_to_close(n=count, attribute="name") if w not in exclude]
         info = await self.scheduler_comm.identity()
+        ranked = await self.scheduler_comm.workers_to_close(n=len(info["workers"]), attribute="name")
         by_memory = sorted(info["workers"].values(), key=lambda w: w.get("metrics", {}).get("managed_bytes", 0))
-        rest = [w["name"] for w in by_memory if w["name"] not in chosen and w["name"] not in exclude]
-        return (chosen + rest)[:count]
+        ordered = [*ranked, *(w["name"] for w in by_memory)]
+        return list(dict.fromkeys(w for w in ordered if w in among))[:count]
 
     def scale_down(self, workers: Iterable[str]) -> Any:
         """Remove the pods of these workers (names, as Adaptive gives them), once retired."""
         return self.sync(self._scale_down, list(workers))
 
-    async def _scale_down(self, workers: list[str]) -> None:
-        self._keyed_pods()
-        await self._refresh_pods()
+    async def _scale_down(self, workers: list[str], group: str | None = None) -> None:
+        if group is None:
+            self._keyed_pods()
+        pods = await asyncio.to_thread(self._list_pods, group)
         joined: set[str] = set()
         if self.scheduler_comm is not None:
             info = await self.scheduler_comm.identity()
@@ -137,39 +146,43 @@ class WorkerScaling(Cluster):
         wanted = {self._seen.get(w, w) for w in workers}
         going = sorted(
             p["metadata"]["name"]
-            for p in self._pods
+            for p in pods
             if p["metadata"]["name"] in wanted and p.get("status", {}).get("podIP") not in joined
         )
         if not going:
             return
         self.progress(f"removing the pods of retired workers: {', '.join(going)}")
-        await asyncio.to_thread(self._remove_pods, going, len(self._pods) - len(going))
+        await asyncio.to_thread(self._remove_pods, going, len(pods) - len(going), group)
 
-    def _remove_pods(self, names: list[str], replicas: int) -> None:
+    def _remove_pods(self, names: list[str], replicas: int, group: str | None) -> None:
         for name in names:
-            self.kube.annotate("v1", "Pod", name, self.namespace, {DELETION_COST: RETIRED_COST})
-        self.kube.patch_scale(self.worker_deployment, self.namespace, replicas)
+            self.kube.annotate(POD, name, self.namespace, {DELETION_COST: RETIRED_COST})
+        self.kube.patch_scale(self.worker_deployment(group), self.namespace, replicas)
 
-    async def _set_replicas(self, n: int) -> None:
-        await asyncio.to_thread(self.kube.patch_scale, self.worker_deployment, self.namespace, n)
+    async def _set_replicas(self, n: int, group: str | None = None) -> None:
+        await asyncio.to_thread(self.kube.patch_scale, self.worker_deployment(group), self.namespace, n)
 
-    def adapt(self, minimum: int = 0, maximum: int | None = None) -> ClusterAdaptive:  # type: ignore[override]
+    def adapt(  # type: ignore[override]
+        self, minimum: int = 0, maximum: int | None = None, group: str | None = None
+    ) -> ClusterAdaptive:
         """Scale with the scheduler's load, from inside the cluster: the policy is recorded on the
-        worker Deployment (ADAPT_ANNOTATION) and the controller in the scheduler pod follows it,
-        also after this process has exited. `minimum=0` keeps only the scheduler when idle."""
+        group's worker Deployment (ADAPT_ANNOTATION) and the controller in the scheduler pod
+        follows it, also after this process has exited. `minimum=0` keeps no worker of the
+        group when it has no work; work submitted later brings them back."""
         policy = AdaptPolicy(minimum=minimum, maximum=maximum).policy  # a one-line ConfigError when bad
-        self._record_policy(policy)
-        return ClusterAdaptive(self, policy)
+        self._record_policy(policy, group)
+        return ClusterAdaptive(self, policy, group)
 
     def adapt_in_client(self, **kwargs: Any) -> PodAdaptive:
         """Dask's own Adaptive, in this process (it stops with it): Adaptive's options, and the
         client-side way bench/adapt.py compares the controller with."""
         return super().adapt(Adaptive=PodAdaptive, **kwargs)  # type: ignore[return-value]
 
-    def _record_policy(self, policy: Policy | None) -> None:
+    def _record_policy(self, policy: Policy | None, group: str | None = None) -> None:
         value = policy.to_json() if policy else None  # None: a merge patch removes the annotation
-        self.kube.annotate("apps/v1", "Deployment", self.worker_deployment, self.namespace, {ADAPT_ANNOTATION: value})
+        self.kube.annotate(DEPLOYMENT, self.worker_deployment(group), self.namespace, {ADAPT_ANNOTATION: value})
 
-    def wait_for_pods(self, timeout: float = 300.0) -> None:
-        """Until the worker Deployment is rolled out (its replicas Ready), within the timeout."""
-        wait_rollout(self.kube, Workload.component(self.name, self.namespace, "worker"), timeout, self.progress)
+    def wait_for_pods(self, timeout: float = 300.0, group: str | None = None) -> None:
+        """Until a group's worker Deployment is rolled out (its replicas Ready), within the timeout."""
+        workload = Workload(DEPLOYMENT, self.worker_deployment(group), self.namespace)
+        wait_rollout(self.kube, workload, timeout, self.progress)

@@ -9,126 +9,30 @@ fails with a one-line ConfigError naming it, before anything talks to Kubernetes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 import yaml
-from kubernetes.utils.quantity import parse_quantity
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
-    ValidationError,
-    model_validator,
 )
 
 from buildtools.cluster import kubetypes as k
 from buildtools.cluster.contract import MANAGED_ENV, TLS_ENV, default_image
-from buildtools.cluster.controller import Policy
+from buildtools.cluster.controller import worker_name
 from buildtools.cluster.labels import MANAGED_LABELS, NAME_MAX_LENGTH
+from buildtools.cluster.spec_parts import (
+    AdaptPolicy,
+    ClusterPlacement,
+    ClusterResources,
+    GroupName,
+    SpecModel,
+    WorkerGroupSpec,
+)
 from buildtools.errors import ConfigError
 
 DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
-
-_validating: ContextVar[bool] = ContextVar("validating", default=False)
-
-
-class SpecModel(BaseModel):
-    """Frozen, no unknown fields, and a ConfigError (not pydantic's report) for a bad field.
-
-    A subclass checks across its fields in `check`, not with model validators of its own:
-    pydantic would run those outside `_one_line`, and their errors would escape it.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
-
-    def check(self) -> None:
-        """Checks across fields, once each field is valid; they reject with kubetypes.fail."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_fields(cls, value: Any) -> Any:
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, Mapping):
-            k.fail(f"must be a mapping, got {value!r}")
-        return k.check_keys(value, tuple(cls.model_fields))
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        self.check()
-        return self
-
-    # Last, so that pydantic applies it around the validators above.
-    @model_validator(mode="wrap")
-    @classmethod
-    def _one_line(cls, value: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
-        # A nested model is validated inside its parent's validation: only the outermost one
-        # turns pydantic's report into a ConfigError, so that the message has the whole path.
-        if _validating.get():
-            return handler(value)
-        token = _validating.set(True)
-        try:
-            return handler(value)
-        except ValidationError as error:
-            raise k.config_error(error) from None
-        finally:
-            _validating.reset(token)
-
-
-class Resources(SpecModel):
-    """One container's requests and limits, as Kubernetes quantities ({"cpu": "500m", "memory": "2Gi"})."""
-
-    requests: k.Quantities = {}
-    limits: k.Quantities = {}
-
-    def check(self) -> None:
-        for resource in sorted(set(self.requests) & set(self.limits)):
-            request, limit = self.requests[resource], self.limits[resource]
-            if parse_quantity(request) > parse_quantity(limit):
-                k.fail(f"the {resource} request ({request}) exceeds its limit ({limit})")
-
-
-class ClusterResources(SpecModel):
-    """Requests and limits of the scheduler's and each worker's container."""
-
-    scheduler: Resources = Resources()
-    worker: Resources = Resources()
-
-
-class Placement(SpecModel):
-    """Where one component's pods may run, as Kubernetes takes it."""
-
-    node_selector: k.Labels = {}
-    tolerations: k.Tolerations = ()
-    affinity: k.AffinityRules = {}
-
-
-class AdaptPolicy(SpecModel):
-    """Adaptive scaling, done by the controller in the scheduler pod (docs/AUTOSCALING.md):
-    the workers follow the scheduler's load within [minimum, maximum], with no client running."""
-
-    minimum: k.Count = 0
-    """0 keeps only the scheduler when there is no work; work submitted later brings workers back."""
-    maximum: k.Count
-
-    def check(self) -> None:
-        if self.minimum > self.maximum:
-            k.fail(f"minimum ({self.minimum}) exceeds maximum ({self.maximum})")
-
-    @property
-    def policy(self) -> Policy:
-        return Policy(self.minimum, self.maximum)
-
-
-class ClusterPlacement(SpecModel):
-    """The scheduler's and the workers' placement, apart: GPU nodes for the workers only, say."""
-
-    scheduler: Placement = Placement()
-    worker: Placement = Placement()
 
 
 def _not_managed(labels: dict[str, str]) -> dict[str, str]:
@@ -188,6 +92,11 @@ class ClusterSpec(SpecModel):
     """How long a stopping worker has to hand over its data."""
     labels: Annotated[k.Labels, AfterValidator(_not_managed)] = {}
     """Extra labels of every object and pod (never in selectors)."""
+    dask_resources: k.DaskResources = {}
+    """The Dask resources each worker of the default group offers ({"GPU": 1}), as worker_groups' do."""
+    worker_groups: dict[GroupName, WorkerGroupSpec] = {}
+    """More worker types beside the default group (the fields above), each its own Deployment,
+    scaled on its own: {"gpu": {"dask_resources": {"GPU": 1}, "adapt": {"maximum": 4}}}."""
     adapt: AdaptPolicy | None = None
     """Scale the workers with the load, from inside the cluster: it goes on after the client exits."""
     idle_timeout: (
@@ -199,9 +108,29 @@ class ClusterSpec(SpecModel):
     def check(self) -> None:
         if self.platform_uid and self.system_packages:
             k.fail("system_packages need root (runAsUser 0): they cannot go with platform_uid")
+        for group in self.worker_groups:
+            if len(worker_name(self.name, group)) > 63:
+                k.fail(f"worker_groups: {group}: {worker_name(self.name, group)} is longer than 63 characters")
         reserved = MANAGED_ENV + (TLS_ENV if self.use_tls else ())
         if clash := [key for key in self.env if key in reserved]:
             k.fail(f"env: {clash[0]} is set by minimaldask from the spec's fields; do not set it in env")
+
+    def group(self, name: str | None) -> ClusterSpec:
+        """The spec of one worker group's workers (None: the default group's): the cluster's
+        fields with the group's own, and no further groups."""
+        if name is None:
+            return self
+        if name not in self.worker_groups:
+            known = ", ".join(self.worker_groups) or "none"
+            raise ConfigError(f"cluster {self.name} has no worker group {name!r} (its groups: {known})")
+        group = self.worker_groups[name]
+        given = {key: getattr(group, key) for key in group.model_fields_set if getattr(group, key) is not None}
+        update: dict[str, Any] = {**given, "env": {**self.env, **group.env}, "worker_groups": {}}
+        if group.resources is not None:
+            update["resources"] = self.resources.model_copy(update={"worker": group.resources})
+        if group.placement is not None:
+            update["placement"] = self.placement.model_copy(update={"worker": group.placement})
+        return self.model_copy(update=update)
 
     @property
     def run_as_root(self) -> bool:

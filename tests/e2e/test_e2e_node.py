@@ -27,6 +27,7 @@ from distributed import Client, KilledWorker, wait
 
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
+from buildtools.cluster.kinds import DEPLOYMENT, POD, REPLICASET, SERVICE, SERVICE_ACCOUNT
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.lifecycle import CLUSTER_KINDS
 from buildtools.errors import ImagePullError, VersionMismatchError
@@ -126,14 +127,14 @@ def test_scale_adds_a_worker_that_joins(dask_cluster: DaskCluster) -> None:
 
 
 def worker_pods(kube: Kube, name: str) -> set[str]:
-    pods = kube.list("v1", "Pod", NAMESPACE, labels.label_selector(name, "worker"))
+    pods = kube.list(POD, NAMESPACE, labels.label_selector(name, "worker"))
     return {p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
 
 
 def pods_of(client: Client, kube: Kube, name: str, workers: set[str]) -> set[str]:
     """The pods of these workers (by the worker's host, the pod's IP)."""
     hosts = {w["host"] for a, w in client.scheduler_info()["workers"].items() if a in workers}
-    pods = kube.list("v1", "Pod", NAMESPACE, labels.label_selector(name, "worker"))
+    pods = kube.list(POD, NAMESPACE, labels.label_selector(name, "worker"))
     return {p["metadata"]["name"] for p in pods if p["status"].get("podIP") in hosts}
 
 
@@ -233,7 +234,7 @@ def test_a_new_connection_reaches_the_replacement_scheduler_pod(dask_cluster: Da
     with Client(dask_cluster, timeout=60) as client:
         assert client.submit(sum, [1, 2]).result(timeout=60) == 3
         (old,) = kube.ready_pods(NAMESPACE, "e2e-scheduler")
-        kube.delete("v1", "Pod", old, NAMESPACE)
+        kube.delete(POD, old, NAMESPACE)
         wait_for(lambda: kube.ready_pods(NAMESPACE, "e2e-scheduler") not in ([], [old]), "a new Ready scheduler", 300)
     # Through the same local port: the forward picks the new pod; the workers re-register there.
     with Client(dask_cluster.scheduler_address, timeout=60) as client:
@@ -272,16 +273,16 @@ def test_delete_leaves_no_pod_container_or_object(node: Node, kube: Kube, debian
         connect=False,
     )
     selector = labels.label_selector(name)
-    assert kube.list("v1", "Pod", NAMESPACE, selector)
-    pod_names = {p["metadata"]["name"] for p in kube.list("v1", "Pod", NAMESPACE, selector)}
+    assert kube.list(POD, NAMESPACE, selector)
+    pod_names = {p["metadata"]["name"] for p in kube.list(POD, NAMESPACE, selector)}
 
     deleted = delete_dask_cluster(name, NAMESPACE, kubeconfig=str(node.kubeconfig))
 
     # Up to 6 (Deployments, Service, the scheduler's ServiceAccount, Role, RoleBinding): fewer
     # when the garbage collector removed what the controller had adopted before delete got there.
     assert 1 <= deleted <= 6
-    for api_version, kind in (*CLUSTER_KINDS, ("apps/v1", "ReplicaSet"), ("v1", "Pod")):
-        assert kube.list(api_version, kind, NAMESPACE, selector) == [], kind
+    for kind in (*CLUSTER_KINDS, REPLICASET, POD):
+        assert kube.list(kind, NAMESPACE, selector) == [], kind.name
 
     # The kubelet removes the containers of deleted pods, and their sandboxes in its next GC pass.
     def info_unless_gone(container: str) -> str:
@@ -314,7 +315,7 @@ def test_missing_image_fails_fast_with_image_pull_error(node: Node, kube: Kube) 
     # The runtime's own pull error (containerd: "... not found"), naming the image.
     assert "does-not-exist" in message and "not found" in message, message
     # The failed start removed what it had created.
-    assert kube.list("v1", "Pod", NAMESPACE, labels.label_selector("e2e-noimage")) == []
+    assert kube.list(POD, NAMESPACE, labels.label_selector("e2e-noimage")) == []
 
 
 # The cluster runs itself: the controller in the scheduler pod (buildtools/cluster/controller.py).
@@ -382,14 +383,10 @@ def test_an_idle_cluster_deletes_itself_with_no_client_attached(node: Node, kube
             assert client.submit(sum, [1, 2]).result(timeout=120) == 3
     finished = time.monotonic()
     selector = labels.label_selector("idle")
-    kinds = [("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "Pod"), ("v1", "ServiceAccount")]
+    kinds = [DEPLOYMENT, SERVICE, POD, SERVICE_ACCOUNT]
 
     def left() -> list[str]:
-        return [
-            f"{kind} {o['metadata']['name']}"
-            for version, kind in kinds
-            for o in kube.list(version, kind, NAMESPACE, selector)
-        ]
+        return [f"{kind.name} {o['metadata']['name']}" for kind in kinds for o in kube.list(kind, NAMESPACE, selector)]
 
     wait_for(lambda: not left(), "deletion of the idle cluster (60 s idle timeout + 30 s)", 90)
     print(f"\nidle cluster gone {time.monotonic() - finished:.1f} s after its client left")

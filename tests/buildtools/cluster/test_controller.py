@@ -62,11 +62,17 @@ class FakeKube:
 
     def list(self, kind: str, selector: str) -> list[Obj]:
         self._call("list", kind, selector)
-        wanted = dict(term.split("=") for term in selector.split(","))
+        terms = selector.split(",")
+        wanted = dict(term.split("=") for term in terms if not term.startswith("!"))
+        absent = {term[1:] for term in terms if term.startswith("!")}
+
+        def matches(labels: dict[str, str]) -> bool:
+            return wanted.items() <= labels.items() and not absent & set(labels)
+
         return [
             copy.deepcopy(o)
             for (k, _), o in self.objects.items()
-            if k == kind and wanted.items() <= o["metadata"].get("labels", {}).items()
+            if k == kind and matches(o["metadata"].get("labels", {}))
         ]
 
     def patch(self, kind: str, name: str, body: Obj) -> Obj:
@@ -78,9 +84,9 @@ class FakeKube:
         self._call("delete", kind, name)
         del self.objects[(kind, name)]
 
-    def add_pod(self, ip: str | None) -> str:
-        name = f"{NAME}-worker-{len(self.pods())}"
-        pod_labels = labels.component_labels(NAME, "worker")
+    def add_pod(self, ip: str | None, group: str | None = None) -> str:
+        name = f"{labels.worker_deployment_name(NAME, group)}-{len(self.pods())}"
+        pod_labels = {**labels.component_labels(NAME, "worker"), **labels.group_labels(group)}
         status = {"podIP": ip} if ip else {}
         self.objects[("Pod", name)] = {
             "kind": "Pod",
@@ -94,7 +100,10 @@ class FakeKube:
 
     @property
     def replicas(self) -> int:
-        return int(self.objects[("Deployment", f"{NAME}-worker")]["spec"]["replicas"])
+        return self.group_replicas(None)
+
+    def group_replicas(self, group: str | None) -> int:
+        return int(self.objects[("Deployment", labels.worker_deployment_name(NAME, group))]["spec"]["replicas"])
 
     def retired(self) -> set[str]:
         cost = c.DELETION_COST
@@ -224,7 +233,7 @@ def test_a_worker_whose_data_has_nowhere_to_go_keeps_its_pod() -> None:
             data = client.submit(bytes, 1000)
             await data
             loop = controller(scheduler, kube)
-            await loop.scale_down(kube.objects[("Deployment", "demo-worker")], 1)
+            await loop.scale_down(c.WorkerGroup(kube.objects[("Deployment", "demo-worker")]), 1)
             assert kube.replicas == 1 and not kube.retired()
             assert len(scheduler.workers) == 1 and await data == bytes(1000)
 
@@ -320,6 +329,12 @@ def test_adoption_makes_the_root_the_owner_of_every_other_object_once() -> None:
 
 def test_the_role_grants_exactly_the_calls_the_controller_makes() -> None:
     rules = c.permissions(NAME)
+    with_group = c.permissions(NAME, ["gpu"])
+    assert next(r.get("resourceNames") for r in with_group if r["verbs"] == ["get", "patch"]) == [
+        "demo-scheduler",
+        "demo-worker",
+        "demo-worker-gpu",
+    ]
     granted = {(rule["resources"][0], verb) for rule in rules for verb in rule["verbs"]}
     assert granted == {
         ("deployments", "list"),
@@ -335,3 +350,82 @@ def test_the_role_grants_exactly_the_calls_the_controller_makes() -> None:
         ),
     }
     assert json.dumps(rules).count('"resourceNames"') == 6
+
+
+def test_for_a_cluster_of_one_group_the_target_is_distributeds_adaptive_target() -> None:
+    async def test() -> None:
+        async with dask(2) as (scheduler, _, kube), Client(scheduler.address, asynchronous=True) as client:
+            group = c.WorkerGroup(kube.objects[("Deployment", "demo-worker")])
+            workers = list(scheduler.workers.values())
+            counts = c.work_filter(group, [group])
+            targets = [(c.group_target(scheduler, workers, counts), scheduler.adaptive_target())]
+            futures = client.map(lambda x: __import__("time").sleep(0.5) or x, range(60), pure=False)
+            await asyncio.sleep(0.5)  # queued and processing
+            targets.append((c.group_target(scheduler, workers, counts), scheduler.adaptive_target()))
+            await client.gather(futures)
+            targets.append((c.group_target(scheduler, workers, counts), scheduler.adaptive_target()))
+            assert [ours for ours, _ in targets] == [theirs for _, theirs in targets]
+            assert targets[1][0] > 2 and targets[2][0] <= 2  # the states differ: busy, then idle
+
+    run(test)
+
+
+GPU_GROUP = {"worker_groups": {"gpu": {"n_workers": 0, "dask_resources": {"GPU": 1}, "adapt": {"maximum": 2}}}}
+
+
+def test_work_needing_a_groups_resources_scales_only_that_group_from_zero_and_back() -> None:
+    async def test() -> None:
+        async with (
+            dask(1, adapt={"minimum": 1, "maximum": 3}, **GPU_GROUP) as (scheduler, _, kube),
+            Client(scheduler.address, asynchronous=True) as client,
+        ):
+            loop = controller(scheduler, kube)
+            gpu_task = client.submit(lambda: "on the GPU", resources={"GPU": 1}, pure=False)
+            for _ in range(20):  # unrunnable until a worker with GPU=1 joins
+                await loop.tick()
+                if kube.group_replicas("gpu"):
+                    break
+                await asyncio.sleep(0.1)
+            assert (kube.group_replicas("gpu"), kube.replicas) == (1, 1)
+            # The pod the ReplicaSet would create: a worker with the group's resources, at its IP.
+            async with Worker(scheduler.address, host="127.0.0.9", nthreads=1, resources={"GPU": 1}):
+                kube.add_pod("127.0.0.9", group="gpu")
+                assert await gpu_task == "on the GPU"
+                for _ in range(c.SCALE_DOWN_TICKS):
+                    await loop.tick()
+                assert (kube.group_replicas("gpu"), kube.replicas) == (0, 1)
+                gpu_pods = {n for n, p in kube.pods().items() if p["metadata"]["labels"].get(c.GROUP_LABEL)}
+                assert kube.retired() == gpu_pods  # the GPU worker's pod, not the default group's
+
+    run(test)
+
+
+def test_work_without_resources_scales_the_groups_without_resources() -> None:
+    async def test() -> None:
+        async with (
+            dask(1, adapt={"minimum": 1, "maximum": 3}, **GPU_GROUP) as (scheduler, _, kube),
+            Client(scheduler.address, asynchronous=True) as client,
+        ):
+            futures = client.map(lambda x: __import__("time").sleep(0.5) or x, range(40), pure=False)
+            loop = controller(scheduler, kube)
+            for _ in range(50):
+                await loop.tick()
+                if kube.replicas > 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert (kube.replicas, kube.group_replicas("gpu")) == (3, 0)
+            await client.cancel(futures)
+
+    run(test)
+
+
+def test_a_groups_pods_are_not_the_default_groups() -> None:
+    kube = fake_kube(1, **GPU_GROUP)
+    default, gpu = (
+        c.WorkerGroup(kube.objects[("Deployment", labels.worker_deployment_name(NAME, g))]) for g in (None, "gpu")
+    )
+    kube.add_pod("127.0.0.2")
+    kube.add_pod("127.0.0.3", group="gpu")
+    assert [p["status"]["podIP"] for p in kube.list("Pod", default.selector)] == ["127.0.0.2"]
+    assert [p["status"]["podIP"] for p in kube.list("Pod", gpu.selector)] == ["127.0.0.3"]
+    assert (default.resources, gpu.resources) == ({}, {"GPU": 1.0})

@@ -17,6 +17,7 @@ import pytest
 from buildtools.cluster import controller as c
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import start_dask_cluster
+from buildtools.cluster.kinds import DEPLOYMENT, POD, REPLICASET, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
 from buildtools.cluster.kube import Kube, load_api_client
 from buildtools.cluster.waits import wait_until
 from buildtools.settings import REPO_ROOT
@@ -25,15 +26,7 @@ from tests.helpers.kwok_cluster import service_account_token
 pytestmark = pytest.mark.k8s
 
 IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"
-KINDS = [
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "ReplicaSet"),
-    ("v1", "Pod"),
-    ("v1", "Service"),
-    ("v1", "ServiceAccount"),
-    ("rbac.authorization.k8s.io/v1", "Role"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-]
+KINDS = [DEPLOYMENT, REPLICASET, POD, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING]
 
 
 def start(kubeconfig: str, namespace: str, name: str, **fields: Any) -> None:
@@ -54,7 +47,7 @@ def as_scheduler(kubeconfig: str, namespace: str, cluster: str) -> c.KubeREST:
 
 def count_objects(kubeconfig: str, namespace: str, cluster: str) -> dict[str, int]:
     kube = Kube.connect(kubeconfig)
-    found = {kind: len(kube.list(version, kind, namespace, labels.label_selector(cluster))) for version, kind in KINDS}
+    found = {kind.name: len(kube.list(kind, namespace, labels.label_selector(cluster))) for kind in KINDS}
     return {kind: n for kind, n in found.items() if n}
 
 
@@ -145,6 +138,4 @@ def test_the_scheduler_account_cannot_touch_another_clusters_deployments(kubecon
     with pytest.raises(urllib.error.HTTPError) as refused:
         api.patch("Deployment", "theirs-worker", {"spec": {"replicas": 0}})
     assert refused.value.code == 403
-    assert (Kube.connect(kubeconfig).get("apps/v1", "Deployment", "theirs-worker", namespace) or {})["spec"][
-        "replicas"
-    ] == 1
+    assert (Kube.connect(kubeconfig).get(DEPLOYMENT, "theirs-worker", namespace) or {})["spec"]["replicas"] == 1

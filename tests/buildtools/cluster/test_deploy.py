@@ -20,6 +20,7 @@ from buildtools.cluster import contract, labels, preflight
 from buildtools.cluster import kube as kube_module
 from buildtools.cluster.controller import DELETION_COST, RETIRED_COST
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
+from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, NODE, POD, REPLICASET, SERVICE, Kind
 from buildtools.cluster.kube import Kube, in_cluster
 from buildtools.cluster.reach import PortForward
 from buildtools.cluster.render import render_cluster, render_rbac
@@ -59,28 +60,20 @@ def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[
     selector = labels.label_selector(cluster)
     kube = Kube.connect(kubeconfig)
     found = {}
-    for api_version, kind in [
-        ("apps/v1", "Deployment"),
-        ("apps/v1", "ReplicaSet"),
-        ("apps/v1", "DaemonSet"),
-        ("v1", "Service"),
-        ("v1", "Pod"),
-        ("v1", "ConfigMap"),
-        ("v1", "Secret"),
-    ]:
-        names = [o["metadata"]["name"] for o in kube.list(api_version, kind, namespace, selector)]
+    for kind in [DEPLOYMENT, REPLICASET, DAEMONSET, SERVICE, POD, Kind("v1", "ConfigMap"), Kind("v1", "Secret")]:
+        names = [o["metadata"]["name"] for o in kube.list(kind, namespace, selector)]
         if names:
-            found[kind] = names
+            found[kind.name] = names
     return found
 
 
 def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tuple[str, int, str]]:
     kube = Kube.connect(kubeconfig)
     result = {}
-    for api_version, kind in [("apps/v1", "Deployment"), ("v1", "Service")]:
-        for obj in kube.list(api_version, kind, namespace, labels.label_selector(cluster)):
+    for kind in [DEPLOYMENT, SERVICE]:
+        for obj in kube.list(kind, namespace, labels.label_selector(cluster)):
             meta = obj["metadata"]
-            result[f"{kind}/{meta['name']}"] = (meta["uid"], meta.get("generation", 0), meta["resourceVersion"])
+            result[f"{kind.name}/{meta['name']}"] = (meta["uid"], meta.get("generation", 0), meta["resourceVersion"])
     return result
 
 
@@ -96,9 +89,9 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     assert len(found["Pod"]) == 3
 
     kube = Kube.connect(kubeconfig)
-    service = kube.get("v1", "Service", "c1-scheduler", namespace)
+    service = kube.get(SERVICE, "c1-scheduler", namespace)
     assert service is not None and service["spec"]["type"] == "ClusterIP"
-    worker = kube.get("apps/v1", "Deployment", "c1-worker", namespace)
+    worker = kube.get(DEPLOYMENT, "c1-worker", namespace)
     assert worker is not None
     env = {e["name"]: e.get("value") for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DASK_SCHEDULER_ADDRESS"] == f"tcp://c1-scheduler.{namespace}.svc:8786"
@@ -130,7 +123,7 @@ def test_prepull_first_with_the_clusters_scheduling_options(kubeconfig: str, nam
     options = {"image": IMAGE, "tolerations": [toleration], "timeout": 120, "kubeconfig": kubeconfig}
     with start("c7", namespace=namespace, prepull=True, **options):
         assert objects_of(kubeconfig, namespace, "c7")["DaemonSet"] == ["c7-prepuller"]
-        pods = Kube.connect(kubeconfig).list("v1", "Pod", namespace, labels.label_selector("c7", "prepuller"))
+        pods = Kube.connect(kubeconfig).list(POD, namespace, labels.label_selector("c7", "prepuller"))
         assert "gpu-1" in {p["spec"]["nodeName"] for p in pods}  # the cluster's toleration
     assert objects_of(kubeconfig, namespace, "c7") == {}  # the prepuller goes with the cluster
 
@@ -177,7 +170,7 @@ def test_reapplying_changes_only_the_fields_given(kubeconfig: str, namespace: st
     cluster.scale(4)
     cluster.wait_for_pods(timeout=120)
     again = start("c10", namespace=namespace, env={"A": "2"}, timeout=120, kubeconfig=kubeconfig)
-    worker = Kube.connect(kubeconfig).get("apps/v1", "Deployment", "c10-worker", namespace)
+    worker = Kube.connect(kubeconfig).get(DEPLOYMENT, "c10-worker", namespace)
     assert worker is not None
     container = worker["spec"]["template"]["spec"]["containers"][0]
     assert worker["spec"]["replicas"] == 4  # the workers scaled since, not the first n_workers
@@ -230,8 +223,8 @@ def test_bad_input_fails_before_anything_is_created(
     with pytest.raises(ConfigError, match=message):
         start(namespace=namespace, image=IMAGE, kubeconfig=kubeconfig, **kwargs)
     kube = Kube.connect(kubeconfig)
-    assert kube.list("apps/v1", "Deployment", namespace, "") == []
-    assert kube.list("v1", "Service", namespace, "") == []
+    assert kube.list(DEPLOYMENT, namespace, "") == []
+    assert kube.list(SERVICE, namespace, "") == []
 
 
 def test_missing_namespace_and_unknown_context(kubeconfig: str) -> None:
@@ -277,14 +270,14 @@ def test_prepuller_reaches_every_schedulable_node_and_new_ones(kubeconfig: str, 
     result = prepull_images([IMAGE], namespace, name="pp", timeout=120, kubeconfig=kubeconfig)
     assert (result.ready, result.desired) == (SCHEDULABLE, SCHEDULABLE)
     kube = Kube.connect(kubeconfig)
-    pods = kube.list("v1", "Pod", namespace, labels.label_selector("pp", "prepuller"))
+    pods = kube.list(POD, namespace, labels.label_selector("pp", "prepuller"))
     assert "gpu-1" not in {p["spec"]["nodeName"] for p in pods}
 
     add_fake_node(kubeconfig, "late-1", arch="amd64")
     try:
         # Nothing is re-applied: the DaemonSet alone puts the prepuller on the new node.
         def on_new_node() -> tuple[bool, str]:
-            ds = kube.get("apps/v1", "DaemonSet", "pp-prepuller", namespace) or {}
+            ds = kube.get(DAEMONSET, "pp-prepuller", namespace) or {}
             done, state = rollout_state(ds)
             return done and ds["status"]["desiredNumberScheduled"] == SCHEDULABLE + 1, state
 
@@ -308,7 +301,7 @@ def test_prepuller_reaches_the_gpu_node_only_with_a_toleration(kubeconfig: str, 
         kubeconfig=kubeconfig,
     )
     kube = Kube.connect(kubeconfig)
-    pods = kube.list("v1", "Pod", namespace, labels.label_selector("gpu", "prepuller"))
+    pods = kube.list(POD, namespace, labels.label_selector("gpu", "prepuller"))
     assert {p["spec"]["nodeName"] for p in pods} == {"amd64-1", "amd64-2", "amd64-3", "gpu-1"}
     assert result.ready == 4
     assert len(pods[0]["spec"]["initContainers"]) == 2
@@ -333,7 +326,7 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     cluster.scale(2)
     cluster.wait_for_pods(timeout=120)
     (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
-    Kube.connect(as_account).annotate("v1", "Pod", pod, namespace, {DELETION_COST: RETIRED_COST})
+    Kube.connect(as_account).annotate(POD, pod, namespace, {DELETION_COST: RETIRED_COST})
     assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 6
 
 
@@ -352,7 +345,7 @@ def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, nam
 
 
 def test_deleting_what_is_already_gone_is_no_error(kubeconfig: str, namespace: str) -> None:
-    Kube.connect(kubeconfig).delete("apps/v1", "Deployment", "never-was", namespace)
+    Kube.connect(kubeconfig).delete(DEPLOYMENT, "never-was", namespace)
 
 
 @pytest.fixture
@@ -363,7 +356,7 @@ def full_node(kubeconfig: str) -> Iterator[str]:
     kube = Kube.connect(kubeconfig)
 
     def ready() -> tuple[bool, str]:
-        conditions = ((kube.get("v1", "Node", "full-1") or {}).get("status") or {}).get("conditions") or []
+        conditions = ((kube.get(NODE, "full-1") or {}).get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions), "not Ready"
 
     # Known to the controllers before the prepuller is applied (else it counts no node at all).
@@ -398,7 +391,7 @@ def test_a_node_that_never_pulls_is_reported_or_fails_the_strict_prepull(
 
 
 def nodes_of(kubeconfig: str, namespace: str, cluster: str, component: str) -> list[str]:
-    pods = Kube.connect(kubeconfig).list("v1", "Pod", namespace, labels.label_selector(cluster, component))
+    pods = Kube.connect(kubeconfig).list(POD, namespace, labels.label_selector(cluster, component))
     return sorted(p["spec"].get("nodeName") or "?" for p in pods)
 
 

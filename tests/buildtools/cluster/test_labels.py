@@ -28,7 +28,11 @@ def test_labels() -> None:
         component_labels = labels.component_labels("demo", component)
         assert component_labels == {**labels.cluster_labels("demo"), "dask.org/component": component}
         assert labels.selector_labels("demo", component).items() <= component_labels.items()
-    assert set(labels.component_labels("demo", "worker")) == set(labels.MANAGED_LABELS)
+    group_labels = {**labels.component_labels("demo", "worker"), **labels.group_labels("gpu")}
+    assert set(group_labels) == set(labels.MANAGED_LABELS)
+    assert labels.group_labels(None) == {}
+    assert labels.worker_deployment_name("demo") == labels.component_name("demo", "worker")
+    assert labels.worker_deployment_name("demo", "gpu") == "demo-worker-gpu"
 
 
 def test_label_selector() -> None:

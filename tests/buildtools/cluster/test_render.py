@@ -524,7 +524,8 @@ def lint(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("template", "context"),
     [
-        *[(t, render.cluster_context(spec)) for spec in CLUSTERS.values() for t in render.CLUSTER_TEMPLATES],
+        *[(t, render.cluster_context(spec)) for spec in CLUSTERS.values() for t in render.SCHEDULER_TEMPLATES],
+        *[("worker-deployment.yaml.j2", render.worker_context(spec, None)) for spec in CLUSTERS.values()],
         *[("prepuller-daemonset.yaml.j2", render.prepuller_context(s)) for s in PREPULLERS.values()],
         ("rbac.yaml.j2", render.rbac_context("dask")),
     ],
@@ -567,7 +568,7 @@ def test_values_are_yaml_safe(value: str) -> None:
 def test_missing_variable_fails() -> None:
     with pytest.raises(jinja2.UndefinedError):
         render.render_template("scheduler-service.yaml.j2")
-    context = render.cluster_context(cluster())
+    context = render.worker_context(cluster(), None)
     del context["worker"]
     with pytest.raises(jinja2.UndefinedError):
         render.render_template("worker-deployment.yaml.j2", **context)

@@ -12,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from buildtools.cluster import contract, labels, specs
-from buildtools.cluster.specs import ClusterResources, ClusterSpec, PrepullSpec, Resources, cluster_spec
+from buildtools.cluster.spec_parts import ClusterResources, Resources
+from buildtools.cluster.specs import ClusterSpec, PrepullSpec, cluster_spec
 from buildtools.errors import ConfigError
 from buildtools.settings import REPO_ROOT
 
