@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from buildtools.cluster import preflight
-from buildtools.cluster.handle import DaskCluster
+from buildtools.cluster.handle import DaskCluster, HandleOptions
 from buildtools.cluster.kinds import DAEMONSET, POD
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.lifecycle import (
@@ -92,11 +92,6 @@ def start_dask_cluster(
     kubeconfig: str | None = None,
     context: str | None = None,
     on_progress: Progress | None = None,
-    connect: bool = True,
-    check_python: bool = True,
-    shutdown_on_close: bool | None = None,
-    security: Any = None,
-    asynchronous: bool = False,
     **fields: Any,
 ) -> DaskCluster:
     """Create a Dask cluster, or update a running one, and return its handle.
@@ -108,10 +103,13 @@ def start_dask_cluster(
     the checks before anything is created (permissions, a server-side dry run), the prepull, the
     rollout and the first answer of the scheduler.
 
-    The handle connects to the scheduler (unless `connect=False` or `wait=False`) and checks
-    that its Python minor is this client's (unless `check_python=False`). Closing it deletes
-    the cluster only if this call created it, unless `shutdown_on_close` says otherwise.
+    Among `fields`, those of handle.HandleOptions (connect, check_python, shutdown_on_close,
+    security, asynchronous) are the handle's: it connects to the scheduler (unless
+    `connect=False` or `wait=False`) and checks that its Python minor is this client's (unless
+    `check_python=False`). Closing it deletes the cluster only if this call created it, unless
+    `shutdown_on_close` says otherwise.
     """
+    options = HandleOptions.take(fields)
     deadline = Deadline.after(timeout)
     given = given_fields(spec, fields) | ({"name": name} if name is not None else {})
     first = cluster_spec(given)  # bad input fails here, before anything talks to Kubernetes
@@ -139,17 +137,9 @@ def start_dask_cluster(
             progress=progress,
         )
 
+    options = replace(options, connect=options.connect and wait)
     return DaskCluster(
-        resolved,
-        kube,
-        deploy=deploy,
-        shutdown_on_close=existing is None if shutdown_on_close is None else shutdown_on_close,
-        connect=connect and wait,
-        check_python=check_python,
-        connect_timeout=deadline,
-        security=security,
-        progress=progress,
-        asynchronous=asynchronous,
+        resolved, kube, options, deploy=deploy, created=existing is None, connect_timeout=deadline, progress=progress
     )
 
 

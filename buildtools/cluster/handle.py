@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from distributed.core import Status, rpc
@@ -37,6 +38,30 @@ from buildtools.errors import DeployError, VersionMismatchError, WaitTimeout
 DEFAULT_CONNECT_TIMEOUT = 120.0
 
 
+@dataclass(frozen=True)
+class HandleOptions:
+    """How a DaskCluster handle behaves: the keywords start_dask_cluster and DaskCluster.from_name
+    take for it, declared here only."""
+
+    connect: bool = True
+    """Connect to the scheduler; False manages the Kubernetes objects only (no Client, and
+    `scale` then only sets the replicas)."""
+    check_python: bool = True
+    """Refuse a scheduler whose Python minor differs from this client's (its pickled functions
+    would crash the scheduler)."""
+    shutdown_on_close: bool | None = None
+    """Delete the cluster when the handle closes; None: only if this handle created it."""
+    security: Any = None
+    """distributed's Security for the connection (TLS clusters)."""
+    asynchronous: bool = False
+
+    @classmethod
+    def take(cls, keywords: dict[str, Any]) -> HandleOptions:
+        """The handle's options among keywords, removed from them; the others stay."""
+        names = [option.name for option in fields(cls)]
+        return cls(**{name: keywords.pop(name) for name in names if name in keywords})
+
+
 def python_minor(versions: dict[str, Any]) -> str:
     """ "3.13" from a `get_versions()` answer ({"host": {"python": "3.13.5.final.0", ...}})."""
     return ".".join(str(versions.get("host", {}).get("python", "?")).split(".")[:2])
@@ -46,33 +71,28 @@ class DaskCluster(WorkerScaling, Cluster):
     """A Dask cluster on Kubernetes (its scheduler and worker Deployments).
 
     Made by `start_dask_cluster` (which creates or updates it) or `DaskCluster.from_name`
-    (which attaches and changes nothing). Leaving `with` or `close()` deletes the cluster
-    only when this handle created it, or when `shutdown_on_close=True`; `delete()` always does.
-
-    `check_python` (default True): refuse a scheduler whose Python minor differs from this
-    client's (its pickled functions would crash the scheduler); False skips the check.
-    `connect=False`: manage the Kubernetes objects only, without a scheduler connection
-    (no Client, no graceful scale-down: `scale` then only sets the replicas).
+    (which attaches and changes nothing); how it behaves is its HandleOptions. Leaving `with`
+    or `close()` deletes the cluster only when this handle created it, or when
+    `shutdown_on_close=True`; `delete()` always does.
     """
 
     def __init__(
         self,
         spec: ClusterSpec,
         kube: Kube,
+        options: HandleOptions = HandleOptions(),
         *,
         deploy: Callable[[], None] | None = None,
-        shutdown_on_close: bool = False,
-        connect: bool = True,
-        check_python: bool = True,
+        created: bool = False,
         connect_timeout: float | Deadline = DEFAULT_CONNECT_TIMEOUT,
-        security: Any = None,
         progress: Progress = quiet,
-        asynchronous: bool = False,
         loop: Any = None,
     ) -> None:
         self.spec, self.kube, self.progress = spec, kube, progress
-        self.shutdown_on_close, self.check_python, self.security = shutdown_on_close, check_python, security
-        self._deploy, self._connect, self._connect_timeout = deploy, connect, connect_timeout
+        self.shutdown_on_close = created if options.shutdown_on_close is None else options.shutdown_on_close
+        self.check_python, self.security = options.check_python, options.security
+        self._deploy, self._connect, self._connect_timeout = deploy, options.connect, connect_timeout
+        asynchronous = options.asynchronous
         self._reach = SchedulerReach(kube, spec.name, spec.namespace)
         self._pods: list[dict[str, Any]] = []
         self._seen: dict[str, str] = {}  # worker name -> its pod, also after the worker has left
@@ -100,14 +120,15 @@ class DaskCluster(WorkerScaling, Cluster):
         timeout: float = DEFAULT_CONNECT_TIMEOUT,
         **options: Any,
     ) -> DaskCluster:
-        """Attach to a running cluster; nothing is applied or changed. `options` are the handle's
-        own (connect, check_python, shutdown_on_close: False by default, security, asynchronous)."""
+        """Attach to a running cluster; nothing is applied or changed. `options` are HandleOptions'
+        (shutdown_on_close: False unless given)."""
         validate(DnsLabel, "name", name)
         kube = Kube.connect(kubeconfig, context)
         fields = stored_spec(kube, name, namespace)
         if fields is None:
             raise DeployError(f"there is no Dask cluster {namespace}/{name} (no Deployment {name}-scheduler)")
-        return cls(cluster_spec(fields), kube, connect_timeout=timeout, progress=on_progress or quiet, **options)
+        handle_options = HandleOptions(**options)
+        return cls(cluster_spec(fields), kube, handle_options, connect_timeout=timeout, progress=on_progress or quiet)
 
     @property
     def name(self) -> str:  # the spec's, not what the scheduler's metadata says

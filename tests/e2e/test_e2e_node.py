@@ -390,3 +390,45 @@ def test_an_idle_cluster_deletes_itself_with_no_client_attached(node: Node, kube
 
     wait_for(lambda: not left(), "deletion of the idle cluster (60 s idle timeout + 30 s)", 90)
     print(f"\nidle cluster gone {time.monotonic() - finished:.1f} s after its client left")
+
+
+def group_pods(kube: Kube, name: str, group: str | None) -> set[str]:
+    """The live pods of one worker group (None: the default group, whose pods carry no group label)."""
+    selector = labels.label_selector(name, "worker") + (f",{labels.LABEL_GROUP}={group}" if group else "")
+    pods = kube.list(POD, NAMESPACE, selector)
+    return {
+        p["metadata"]["name"]
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp") and (p["metadata"]["labels"].get(labels.LABEL_GROUP) == group)
+    }
+
+
+def test_work_needing_a_groups_resource_scales_only_that_group_from_zero_and_back(
+    node: Node, kube: Kube, debian_ref: str
+) -> None:
+    accel = {"n_workers": 0, "dask_resources": {"ACCEL": 1}, "adapt": {"minimum": 0, "maximum": 2}}
+    fields = {"n_workers": 1, "adapt": {"minimum": 1, "maximum": 3}, "worker_groups": {"accel": accel}}
+    with start(node, "groups", debian_ref, resources=SMALL_WORKER, **fields) as cluster:
+        assert (len(group_pods(kube, "groups", None)), group_pods(kube, "groups", "accel")) == (1, set())
+        default_counts = []
+        with Client(cluster, timeout=60) as client:
+            future = client.submit(sum, [1, 2], resources={"ACCEL": 1}, pure=False)
+
+            def accel_up() -> bool:
+                default_counts.append(len(group_pods(kube, "groups", None)))
+                return len(group_pods(kube, "groups", "accel")) == 1
+
+            wait_for(accel_up, "1 pod of group accel", START_TIMEOUT)
+            assert future.result(timeout=START_TIMEOUT) == 3
+            accel_hosts = {w["host"] for w in client.scheduler_info()["workers"].values() if w["resources"]}
+            assert len(accel_hosts) == 1  # the task ran on the worker that offers ACCEL
+
+            def accel_down() -> bool:
+                default_counts.append(len(group_pods(kube, "groups", None)))
+                return not group_pods(kube, "groups", "accel")
+
+            wait_for(accel_down, "group accel back to 0 pods", START_TIMEOUT)
+            assert future.result(timeout=60) == 3  # its result moved to the default group's worker
+        assert set(default_counts) == {1}, default_counts  # the default group kept its one worker
+        replicas = kube.get(DEPLOYMENT, "groups-worker", NAMESPACE) or {}
+        assert replicas["spec"]["replicas"] == 1

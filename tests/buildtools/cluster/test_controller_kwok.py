@@ -75,19 +75,20 @@ def kubectl(kubeconfig: str, *args: str) -> None:
 
 
 def test_kubectl_delete_of_the_root_removes_every_object_of_an_adopted_cluster(kubeconfig: str, namespace: str) -> None:
-    start(kubeconfig, namespace, "gc", n_workers=2)
+    start(kubeconfig, namespace, "gc", n_workers=2, worker_groups={"big": {"n_workers": 1}})
     before = count_objects(kubeconfig, namespace, "gc")
     assert before == {
-        "Deployment": 2,
-        "ReplicaSet": 2,
-        "Pod": 3,
+        "Deployment": 3,
+        "ReplicaSet": 3,
+        "Pod": 4,
         "Service": 1,
         "ServiceAccount": 1,
         "Role": 1,
         "RoleBinding": 1,
     }
     api = as_scheduler(kubeconfig, namespace, "gc")
-    assert adopt(api, "gc") == 5  # the worker Deployment, the Service, the account, its Role and binding
+    # The two worker Deployments (the default group's and big's), the Service, the account, its Role and binding.
+    assert adopt(api, "gc") == 6
     assert adopt(api, "gc") == 0
     kubectl(kubeconfig, "delete", "deployment", "gc-scheduler", "--namespace", namespace, "--wait=false")
     wait_gone(kubeconfig, namespace, "gc")
@@ -129,11 +130,17 @@ def access_review(api: c.KubeREST, verb: str, name: str) -> bool:
 
 
 def test_the_scheduler_account_cannot_touch_another_clusters_deployments(kubeconfig: str, namespace: str) -> None:
-    start(kubeconfig, namespace, "mine", n_workers=1)
-    start(kubeconfig, namespace, "theirs", n_workers=1)
+    start(kubeconfig, namespace, "mine", n_workers=1, worker_groups={"big": {"n_workers": 0}})
+    start(kubeconfig, namespace, "theirs", n_workers=1, worker_groups={"big": {"n_workers": 0}})
     api = as_scheduler(kubeconfig, namespace, "mine")
     assert access_review(api, "patch", "mine-worker") and access_review(api, "delete", "mine-scheduler")
-    for verb, name in [("patch", "theirs-worker"), ("delete", "theirs-scheduler"), ("delete", "mine-worker")]:
+    assert access_review(api, "patch", "mine-worker-big")
+    for verb, name in [
+        ("patch", "theirs-worker"),
+        ("patch", "theirs-worker-big"),  # a group of another cluster, by the name a group of ours could have
+        ("delete", "theirs-scheduler"),
+        ("delete", "mine-worker"),
+    ]:
         assert not access_review(api, verb, name), (verb, name)
     with pytest.raises(urllib.error.HTTPError) as refused:
         api.patch("Deployment", "theirs-worker", {"spec": {"replicas": 0}})

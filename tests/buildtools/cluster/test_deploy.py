@@ -590,3 +590,29 @@ def test_the_dry_run_checks_exactly_the_objects_the_start_applies(
         if obj["kind"] in ("Deployment", "DaemonSet"):
             context = obj["spec"]["template"]["spec"]["securityContext"]
             assert ("runAsUser" in context) is not platform_uid, obj["metadata"]["name"]
+
+
+def test_worker_groups_roll_out_scale_on_their_own_and_keep_their_count_on_a_reapply(
+    kubeconfig: str, namespace: str
+) -> None:
+    groups = {"big": {"n_workers": 1, "dask_resources": {"BIG": 1}, "env": {"B": "1"}}}
+    cluster = start("c12", namespace=namespace, image=IMAGE, worker_groups=groups, timeout=120, kubeconfig=kubeconfig)
+    kube = Kube.connect(kubeconfig)
+    big = kube.get(DEPLOYMENT, "c12-worker-big", namespace)
+    assert big is not None and big["status"]["readyReplicas"] == 1  # the start waited for the group too
+    env = {e["name"]: e.get("value") for e in big["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ARGUMENTS"] == "--resources BIG=1" and env["B"] == "1"
+    cluster.scale(3, group="big")
+    cluster.wait_for_pods(timeout=120, group="big")
+    assert (kube.get(DEPLOYMENT, "c12-worker", namespace) or {})["spec"]["replicas"] == 1  # the default group
+    again = start(
+        "c12", namespace=namespace, worker_groups=groups | {"big": {"env": {"B": "2"}}}, kubeconfig=kubeconfig
+    )
+    assert (kube.get(DEPLOYMENT, "c12-worker-big", namespace) or {})["spec"]["replicas"] == 3
+    assert again.spec.worker_groups["big"].n_workers == 3 and again.spec.worker_groups["big"].env == {"B": "2"}
+    attached = DaskCluster.from_name("c12", namespace, kubeconfig=kubeconfig, connect=False)
+    assert attached.spec.worker_groups["big"].n_workers == 3
+    with pytest.raises(ConfigError, match="cluster c12 has no worker group 'small' \\(its groups: big\\)"):
+        attached.scale(1, group="small")
+    # 3 Deployments, the Service, the account, Role and RoleBinding (no controller runs on kwok: none adopted).
+    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 7
