@@ -1,6 +1,7 @@
 """Rendering specs to manifests: valid Kubernetes objects, consistent labels, locked-down pods, lint-clean YAML."""
 
 import copy
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from buildtools.cluster import contract, labels, placement, render
+from buildtools.cluster import contract, controller, labels, placement, render
 from buildtools.cluster.address import scheduler_address
 from buildtools.cluster.specs import ClusterSpec, PrepullSpec
 from buildtools.errors import ConfigError
@@ -86,7 +87,30 @@ GPU = cluster(
 )
 ROOT_TLS = cluster(system_packages=["curl"], tls_secret="dask-tls", service_type="LoadBalancer", n_workers=0)
 PLATFORM_UID = cluster(platform_uid=True, tls_secret="dask-tls", pip_packages=["toolz"])
-CLUSTERS = {"minimal": cluster(), "full": FULL, "root-tls": ROOT_TLS, "gpu": GPU, "platform-uid": PLATFORM_UID}
+GROUPS = cluster(
+    adapt={"minimum": 1, "maximum": 10},
+    env={"A": "1"},
+    worker_groups={
+        "gpu": {
+            "n_workers": 0,
+            "image": "registry.example:5000/minimaldask/debian-dataframe:2026.8.0-py3.13",
+            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+            "env": {"B": "2"},
+            "worker_args": ["--nworkers", "1"],
+            "dask_resources": {"GPU": 1, "VRAM": 16e9},
+            "placement": {"node_selector": {"pool": "gpu"}},
+            "adapt": {"maximum": 4},
+        }
+    },
+)
+CLUSTERS = {
+    "minimal": cluster(),
+    "full": FULL,
+    "root-tls": ROOT_TLS,
+    "gpu": GPU,
+    "platform-uid": PLATFORM_UID,
+    "groups": GROUPS,
+}
 PREPULLERS = {
     "minimal": prepull(),
     "full": prepull(
@@ -695,3 +719,42 @@ def test_the_policies_are_annotations_of_the_deployments_not_of_their_pods() -> 
     plain_scheduler, plain_worker = deployments(render.render_cluster(cluster()))
     assert "annotations" not in plain_worker["metadata"]
     assert set(plain_scheduler["metadata"]["annotations"]) == {labels.SPEC_ANNOTATION}
+
+
+def test_each_worker_group_is_its_own_deployment_with_its_own_fields() -> None:
+    objects = render.render_cluster(GROUPS)
+    default, gpu = (by_kind(objects, "Deployment", name) for name in ("demo-worker", "demo-worker-gpu"))
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"] == [
+        "demo-scheduler",
+        "demo-worker",
+        "demo-worker-gpu",
+    ]
+    # The default group's selector is today's; a group's adds its label, which its pods carry.
+    assert default["spec"]["selector"]["matchLabels"] == labels.selector_labels("demo", "worker")
+    assert gpu["spec"]["selector"]["matchLabels"] == {
+        **labels.selector_labels("demo", "worker"),
+        labels.LABEL_GROUP: "gpu",
+    }
+    assert gpu["spec"]["template"]["metadata"]["labels"][labels.LABEL_GROUP] == "gpu"
+    assert labels.LABEL_GROUP not in default["spec"]["template"]["metadata"]["labels"]
+    assert (default["spec"]["replicas"], gpu["spec"]["replicas"]) == (1, 0)
+    container = containers(gpu)[0]
+    assert container["image"] == "registry.example:5000/minimaldask/debian-dataframe:2026.8.0-py3.13"
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    env = env_of(container)
+    assert (env["GPU_WORKER"], env["A"], env["B"]) == ("true", "1", "2")  # the cluster's env, then the group's
+    assert env["ARGUMENTS"] == "--nworkers 1 --resources GPU=1,VRAM=1.6e+10"
+    assert GPU_TOLERATION in pod_spec(gpu)["tolerations"] and pod_spec(gpu)["nodeSelector"] == {"pool": "gpu"}
+    assert "GPU_WORKER" not in env_of(containers(default)[0]) and "nodeSelector" not in pod_spec(default)
+    annotations = gpu["metadata"]["annotations"]
+    assert annotations[controller.ADAPT_ANNOTATION] == '{"maximum": 4, "minimum": 0}'
+    assert json.loads(annotations[controller.DASK_RESOURCES_ANNOTATION]) == {"GPU": 1, "VRAM": 16e9}
+    assert controller.DASK_RESOURCES_ANNOTATION not in default["metadata"]["annotations"]
+    role = by_kind(objects, "Role")
+    assert ["demo-scheduler", "demo-worker", "demo-worker-gpu"] in [r.get("resourceNames") for r in role["rules"]]
+
+
+def test_the_stored_spec_has_no_worker_counts() -> None:
+    stored = json.loads(render.spec_annotation(GROUPS))
+    assert "n_workers" not in stored and "n_workers" not in stored["worker_groups"]["gpu"]
+    assert stored["worker_groups"]["gpu"]["dask_resources"] == {"GPU": 1, "VRAM": 16e9}
