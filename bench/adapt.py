@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,13 +34,16 @@ SMALL_WORKER = {"worker": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = 900) -> float:
-    """Seconds until check() holds (polled every 0.2 s)."""
+    """Seconds until check() holds (polled every 0.2 s), saying on stderr what it waits for."""
+    print(f"waiting for {what} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"no {what} after {timeout:.0f} s")
         time.sleep(0.2)
-    return time.monotonic() - started
+    seconds = time.monotonic() - started
+    print(f"  {what}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return seconds
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from buildtools.cluster.deploy import given_fields
-from buildtools.cluster.handle import python_minor
+from buildtools.cluster.handle import HandleOptions, python_minor
 from buildtools.cluster.render import spec_annotation
 from buildtools.cluster.specs import ClusterSpec, cluster_spec
 
@@ -43,3 +43,11 @@ def test_only_the_fields_given_count_as_given() -> None:
     assert given_fields(spec, {"n_workers": 2}) == {"name": "demo", "image": IMAGE, "n_workers": 2}
     assert given_fields({"name": "demo"}, {}) == {"name": "demo"}
     assert given_fields(None, {"env": {"A": "2"}}) == {"env": {"A": "2"}}
+
+
+def test_the_handles_options_are_taken_out_of_the_keywords_and_the_rest_stays() -> None:
+    keywords = {"connect": False, "shutdown_on_close": True, "n_workers": 3}
+    options = HandleOptions.take(keywords)
+    assert options == HandleOptions(connect=False, shutdown_on_close=True)
+    assert keywords == {"n_workers": 3}  # the cluster's fields, for ClusterSpec
+    assert HandleOptions.take({}) == HandleOptions()
