@@ -22,7 +22,8 @@
 #   MINIMALDASK_CLUSTER        the Kubernetes cluster a scheduler belongs to: it then preloads
 #                              the controller (set by the manifests; docs/AUTOSCALING.md)
 # Lists (ARGUMENTS, EXTRA_*_PACKAGES) are split into words at white space, never globbed.
-# Any command given (docker run IMAGE python -c ...) runs instead, after the installs.
+# Any command given (docker run IMAGE python -c ...) runs instead, after the installs (and,
+# with DASK_SCHEDULER_ADDRESS set, once that scheduler accepts connections).
 # Runs as the image's user (UID 1000) or as any UID in group 0, with or without a passwd entry
 # (OpenShift's arbitrary UIDs): group 0 may write the venv and HOME (images/user.sh).
 set -euf  # -f: no globbing, so a '*' in a list stays a '*'
@@ -42,6 +43,8 @@ check_positive() {  # check_positive NAME VALUE
 
 install_timeout=${INSTALL_TIMEOUT:-300}
 check_positive INSTALL_TIMEOUT "$install_timeout"
+wait_timeout=${SCHEDULER_WAIT_TIMEOUT:-300}
+check_positive SCHEDULER_WAIT_TIMEOUT "$wait_timeout"
 
 run_install() {  # run_install WHAT COMMAND...: bounded in time, fails loudly
     what=$1
@@ -78,10 +81,6 @@ install_system_packages() {  # install_system_packages VAR MANAGER PACKAGES
 # shellcheck disable=SC2086
 [ -z "${EXTRA_PIP_PACKAGES:-}" ] ||
     run_install "$EXTRA_PIP_PACKAGES" python -m pip install --no-cache-dir --disable-pip-version-check -q $EXTRA_PIP_PACKAGES
-
-if [ "$#" -gt 0 ]; then
-    exec "$@"
-fi
 
 cgroup_cpus() {  # the CPU limit rounded up, or nothing when unlimited
     if [ -r /sys/fs/cgroup/cpu.max ]; then
@@ -157,6 +156,15 @@ gpu_worker() {  # whether the worker is a GPU worker (GPU_WORKER); dies when it 
     esac
 }
 
+# A command given runs instead of Dask; a client of a scheduler (a batch job's runner:
+# DASK_SCHEDULER_ADDRESS is set) starts once the scheduler answers, as a worker does.
+if [ "$#" -gt 0 ]; then
+    if [ -n "${DASK_SCHEDULER_ADDRESS:-}" ]; then
+        wait_for_scheduler "$DASK_SCHEDULER_ADDRESS" "$wait_timeout"
+    fi
+    exec "$@"
+fi
+
 CONTROLLER=/usr/local/lib/minimaldask-controller.py
 port=${PORT:-8786}
 check_port PORT "$port"
@@ -182,8 +190,6 @@ true | 1 | yes)
     dashboard_port=${DASHBOARD_PORT:-0}
     check_port DASHBOARD_PORT "$dashboard_port"
     scheduler=${DASK_SCHEDULER_ADDRESS:-tcp://${DASK_SCHEDULER_SERVICE:-dask-scheduler}:$port}
-    wait_timeout=${SCHEDULER_WAIT_TIMEOUT:-300}
-    check_positive SCHEDULER_WAIT_TIMEOUT "$wait_timeout"
     gpu=false
     if gpu_worker; then gpu=true; fi
     # Every setting is checked before the (long) wait for the scheduler.

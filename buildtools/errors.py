@@ -71,3 +71,17 @@ class AdmissionError(DeployError):
 
 class VersionMismatchError(MinimalDaskError):
     """The client and the cluster cannot work together (e.g. different Python minors)."""
+
+
+class JobFailed(MinimalDaskError):
+    """A batch job's command failed (a non-zero exit, its deadline, its retries used up); the
+    message names the runner's pod and ends with its last log lines. The CLI exits with the
+    command's own exit code when there is one."""
+
+    def __init__(self, job: str, pod: str | None, exit_code: int | None, reason: str, last_lines: str) -> None:
+        self.job, self.pod, self.reason, self.last_lines = job, pod, reason, last_lines
+        if exit_code:
+            self.exit_code = exit_code
+        where = f"pod {pod}" if pod else "no runner pod"
+        tail = f"; its last lines:\n{last_lines}" if last_lines else ""
+        super().__init__(f"job {job} failed ({where}): {reason}{tail}")

@@ -1,16 +1,19 @@
-"""The cluster commands: up, down, and render (manifests, the spec schema). The cluster flow is
-imported inside each command: the image commands never load the Kubernetes client."""
+"""The cluster commands: up, down, job, job-status, and render (manifests, the spec schema). The
+cluster flow is imported inside each command: the image commands never load the Kubernetes client."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from buildtools.cli.options import ContextOpt, KubeconfigOpt, NamespaceOpt, SpecOptions, with_options
+from buildtools.cli.options import ContextOpt, JobOptions, KubeconfigOpt, NamespaceOpt, SpecOptions, with_options
 from buildtools.cli.output import out, progress
+
+if TYPE_CHECKING:
+    from buildtools.cluster.jobs import JobStatus
 
 app = typer.Typer()
 render_app = typer.Typer(help="Print manifests as plain YAML (for kubectl apply -f - and GitOps), or the spec schema.")
@@ -24,6 +27,15 @@ def render_cluster_command(chosen: SpecOptions) -> None:
     from buildtools.cluster import render
 
     print(render.to_yaml(render.render_cluster(chosen.resolve())), end="")
+
+
+@render_app.command("job")
+@with_options(SpecOptions, JobOptions)
+def render_job_command(chosen: SpecOptions, job: JobOptions) -> None:
+    """A batch job: its runner Job and its cluster (for kubectl apply; docs/JOBS.md)."""
+    from buildtools.cluster import render
+
+    print(render.to_yaml(render.render_job(job.resolve(chosen.resolve()))), end="")
 
 
 @render_app.command("spec-schema")
@@ -114,3 +126,60 @@ def down(
 
     count = delete_dask_cluster(name, namespace, kubeconfig=kubeconfig, context=context, on_progress=progress)
     out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)
+
+
+@app.command("job")
+@with_options(SpecOptions, JobOptions)
+def job_command(
+    chosen: SpecOptions,
+    job: JobOptions,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds for the start: the cluster's rollout and the runner's start.")
+    ] = 300,
+    wait: Annotated[bool, typer.Option(help="Follow the runner's log and exit with the command's exit code.")] = True,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Run a command against a Dask cluster of its own, gone when the command ends (docs/JOBS.md).
+
+    `buildtools job NAME [--spec FILE] -- python job.py`: the runner's log follows as it runs,
+    and the exit code is the command's. The job goes on when this command is stopped."""
+    from buildtools.cluster.jobs import run_job
+
+    status = run_job(
+        job.command,
+        spec=chosen.resolve(),
+        wait=wait,
+        timeout=timeout,
+        kubeconfig=kubeconfig,
+        context=context,
+        on_progress=progress,
+        **job.fields(),
+    )
+    print_job_status(status)
+
+
+@app.command("job-status")
+def job_status_command(
+    name: Annotated[str, typer.Argument(help="Job name.")],
+    namespace: NamespaceOpt = "default",
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """The state of a batch job: pending, running, succeeded or failed (exit 1 when failed)."""
+    from buildtools.cluster.jobs import job_status
+
+    status = job_status(name, namespace, kubeconfig=kubeconfig, context=context)
+    print_job_status(status)
+    if status.state == "failed":
+        raise typer.Exit(1)
+
+
+def print_job_status(status: JobStatus) -> None:
+    table = Table(title=f"Dask job {status.namespace}/{status.name}")
+    for column in ("state", "exit code", "seconds", "runner pod", "reason"):
+        table.add_column(column)
+    seconds = "" if status.seconds is None else f"{status.seconds:.0f}"
+    code = "" if status.exit_code is None else str(status.exit_code)
+    table.add_row(status.state, code, seconds, status.pod or "", status.reason)
+    out.print(table)

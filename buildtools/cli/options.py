@@ -21,7 +21,7 @@ from buildtools.images.plan import BASE_MODES, COMPRESSIONS, BaseMode, Compressi
 from buildtools.settings import Settings
 
 if TYPE_CHECKING:
-    from buildtools.cluster.specs import ClusterSpec
+    from buildtools.cluster.specs import ClusterSpec, JobSpec
 
 PlatformOpt = Annotated[
     list[str] | None, typer.Option("--platform", "-p", help="Platform(s) (default: all of the image's).")
@@ -132,6 +132,39 @@ class SpecOptions:
         return specs.cluster_spec(fields, **{field: value for field, value in given.items() if value is not None})
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """A batch job's runner (docs/JOBS.md): its command, and how Kubernetes runs it."""
+
+    command: Annotated[
+        list[str],
+        typer.Argument(help="The command the runner runs, after --: `-- python job.py`.", show_default=False),
+    ]
+    runner_image: Annotated[str | None, typer.Option(help="The runner's image (default: the cluster's).")] = None
+    backoff_limit: Annotated[int | None, typer.Option(help="Retries of a failed runner (default 0).")] = None
+    deadline: Annotated[
+        int | None, typer.Option(help="Seconds the job may run before Kubernetes stops it (default: no limit).")
+    ] = None
+    ttl: Annotated[
+        int | None,
+        typer.Option(help="Seconds the finished job's record is kept (default 300); its cluster goes at once."),
+    ] = None
+
+    def fields(self) -> dict[str, Any]:
+        """run_job's keyword arguments (None: its default)."""
+        return {
+            "runner_image": self.runner_image,
+            "backoff_limit": self.backoff_limit,
+            "active_deadline_seconds": self.deadline,
+            "ttl_seconds_after_finished": self.ttl,
+        }
+
+    def resolve(self, cluster: "ClusterSpec") -> "JobSpec":
+        from buildtools.cluster.jobs import job_spec
+
+        return job_spec(self.command, cluster, **self.fields())
+
+
 def adapt_policy(text: str) -> dict[str, int]:
     """--adapt MIN:MAX as the spec's adapt field (whose checks then apply)."""
     minimum, sep, maximum = text.partition(":")
@@ -140,22 +173,32 @@ def adapt_policy(text: str) -> dict[str, int]:
     return {"minimum": int(minimum), "maximum": int(maximum)}
 
 
-def with_options(group: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """A command whose first parameter is an instance of `group` (PlanOptions, SpecOptions):
-    its command line has the group's options first, then the command's own."""
+def with_options(*groups: type) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command whose first parameters are instances of `groups` (PlanOptions, SpecOptions,
+    JobOptions): its command line has the groups' options first, then the command's own."""
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        shared = list(inspect.signature(group).parameters.values())
-        own = list(inspect.signature(command, eval_str=True).parameters.values())[1:]
+        shared = [list(inspect.signature(group).parameters.values()) for group in groups]
+        own = list(inspect.signature(command, eval_str=True).parameters.values())[len(groups) :]
 
         @functools.wraps(command)
         def wrapper(**values: Any) -> None:
-            command(group(**{param.name: values.pop(param.name) for param in shared}), **values)
+            chosen = [
+                group(**{p.name: values.pop(p.name) for p in ps}) for group, ps in zip(groups, shared, strict=True)
+            ]
+            command(*chosen, **values)
 
-        # What typer reads a command's parameters from: the group's and the command's own.
-        parameters = [*shared, *own]
+        # What typer reads a command's parameters from: the groups' and the command's own (keyword
+        # parameters, so that defaults and no defaults may mix). A variadic argument (JobOptions'
+        # command) comes last: click gives it what the other arguments leave.
+        found = sorted([*(p for params in shared for p in params), *own], key=_variadic_last)
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in found]
         wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {param.name: param.annotation for param in parameters}
         return wrapper
 
     return decorate
+
+
+def _variadic_last(parameter: inspect.Parameter) -> bool:
+    return parameter.name == "command"

@@ -66,6 +66,8 @@ TLS_ENV = (
     "DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT",
     "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY",
 )
+# A client's (a batch job's runner): with REQUIRE_ENCRYPTION and CA_FILE above.
+TLS_CLIENT_ENV = ("DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT", "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY")
 
 
 def default_image(registry: str = DEFAULT_REGISTRY) -> str:

@@ -17,7 +17,10 @@ rights. Every PERIOD seconds it
   the rest) once it has been idle for the IDLE_TIMEOUT_ANNOTATION's seconds: no task queued or
   processing (distributed's `check_idle`) and no client connected;
 - adopts its cluster's objects: each gets the root as its owner, so that deleting the root
-  (kubectl, delete_dask_cluster, the idle timeout) removes everything, however it was applied.
+  (kubectl, delete_dask_cluster, the idle timeout) removes everything, however it was applied;
+- for the cluster of a batch job (the root's JOB_ANNOTATION names the runner Job): makes the
+  Job the root's owner (deleting the Job, or its ttlSecondsAfterFinished, removes the cluster)
+  and deletes the cluster as soon as the Job has finished, its record kept for its status.
 
 It calls the Kubernetes API with the pod's ServiceAccount token, through the few REST calls
 below (`permissions` is the Role they need). Only the standard library and distributed: this
@@ -27,6 +30,7 @@ one file is copied into every image, and buildtools imports its names.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -48,6 +52,8 @@ logger = logging.getLogger("minimaldask.controller")
 
 ADAPT_ANNOTATION = "minimaldask/adapt"
 IDLE_TIMEOUT_ANNOTATION = "minimaldask/idle-timeout"
+# On the root of a batch job's cluster: the name of its runner Job (buildtools/cluster/jobs.py).
+JOB_ANNOTATION = "minimaldask/job"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 # The lowest cost there is (an int32): the ReplicaSet controller removes these pods first.
 RETIRED_COST = str(-(2**31))
@@ -79,6 +85,11 @@ def root_name(cluster: str) -> str:
     return f"{cluster}-scheduler"
 
 
+def runner_name(cluster: str) -> str:
+    """The Job that runs a batch job's command against the cluster."""
+    return f"{cluster}-runner"
+
+
 def worker_name(cluster: str, group: str | None = None) -> str:
     """The worker Deployment of the default group (group None), or of a worker group."""
     return f"{cluster}-worker" + (f"-{group}" if group else "")
@@ -92,15 +103,16 @@ KINDS = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "Pod": ("/api/v1", "pods"),
+    "Job": ("/apis/batch/v1", "jobs"),
 }
 # Adopted by name (a Role can restrict get and patch to these names, not list).
 OWNED_BY_NAME = ("Service", "ServiceAccount", "Role", "RoleBinding")
 
 
-def permissions(cluster: str, groups: Iterable[str] = ()) -> list[Obj]:
+def permissions(cluster: str, groups: Iterable[str] = (), job: bool = False) -> list[Obj]:
     """The Role rules of a cluster's scheduler: exactly the calls below, to its own objects where
     Kubernetes allows names (list cannot be limited by name; pod names are random, and a pod is
-    only ever given its deletion cost)."""
+    only ever given its deletion cost); a batch job's cluster also reads its runner Job."""
     own = [root_name(cluster)]
     worker_names = [worker_name(cluster), *(worker_name(cluster, group) for group in groups)]
 
@@ -120,6 +132,7 @@ def permissions(cluster: str, groups: Iterable[str] = ()) -> list[Obj]:
         rule("Deployment", ["delete"], own),
         rule("Pod", ["list", "patch"]),
         *(rule(kind, ["get", "patch"], own) for kind in OWNED_BY_NAME),
+        *([rule("Job", ["get"], [runner_name(cluster)])] if job else []),
     ]
 
 
@@ -151,6 +164,14 @@ class Policy:
         return max(self.minimum, min(self.maximum, target))
 
 
+def pod_selector(match_labels: dict[str, str]) -> str:
+    """The label selector of a Deployment's or DaemonSet's own pods, from its matchLabels. The
+    default group's worker selector (it predates groups) also matches the groups' pods: those
+    carry GROUP_LABEL, which no other pod does, so a selector without it excludes them."""
+    terms = [f"{key}={value}" for key, value in sorted(match_labels.items())]
+    return ",".join(terms if GROUP_LABEL in match_labels else [*terms, f"!{GROUP_LABEL}"])
+
+
 @dataclass(frozen=True)
 class WorkerGroup:
     """A worker Deployment as the controller reads it: its pods' selector and its Dask resources."""
@@ -167,12 +188,9 @@ class WorkerGroup:
 
     @property
     def selector(self) -> str:
-        """Its pods: the Deployment's selector; the default group's excludes the other groups' pods."""
-        match = self.deployment["spec"]["selector"]["matchLabels"]
-        terms = [f"{key}={value}" for key, value in sorted(match.items())]
-        return ",".join(terms if GROUP_LABEL in match else [*terms, f"!{GROUP_LABEL}"])
+        return pod_selector(self.deployment["spec"]["selector"]["matchLabels"])
 
-    @property
+    @functools.cached_property  # asked for every pending task a round looks at
     def resources(self) -> dict[str, float]:
         text = (self.deployment["metadata"].get("annotations") or {}).get(DASK_RESOURCES_ANNOTATION) or "{}"
         try:
@@ -201,6 +219,7 @@ def group_target(scheduler: Scheduler, workers: list[Any], counts: Callable[[Any
     """distributed's `Scheduler.adaptive_target`, for one group: its workers (WorkerStates) and
     the pending tasks that `counts`. For a cluster of one group it is adaptive_target's figure
     (with a larger sample of the pending tasks, so that a small group's work is seen)."""
+    # Here, not at the top: buildtools imports this module's names, and dask need not load with them.
     import dask.config
     from dask.utils import parse_timedelta
 
@@ -297,21 +316,42 @@ class KubeREST:
         self.request("DELETE", self.path(kind, name), {"propagationPolicy": "Background"})
 
 
-def owner_reference(root: Obj) -> Obj:
-    """What an object owned by the root carries (no blockOwnerDeletion: that needs more rights)."""
+def owner_reference(owner: Obj) -> Obj:
+    """What an object owned by `owner` (as the API returned it) carries (no blockOwnerDeletion:
+    that needs more rights)."""
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": root["metadata"]["name"],
-        "uid": root["metadata"]["uid"],
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
     }
 
 
-def needs_owner(obj: Obj, root: Obj) -> bool:
+def job_finished(job: Obj) -> str | None:
+    """ "Complete" or "Failed" once a Job has finished (its controller's final condition), else None."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
+
+
+def needs_owner(obj: Obj, owner: Obj) -> bool:
     owners = obj["metadata"].get("ownerReferences") or []
-    return obj["metadata"]["uid"] != root["metadata"]["uid"] and not any(
-        owner.get("uid") == root["metadata"]["uid"] for owner in owners
+    return obj["metadata"]["uid"] != owner["metadata"]["uid"] and not any(
+        reference.get("uid") == owner["metadata"]["uid"] for reference in owners
     )
+
+
+def adopted_owners(obj: Obj, root: Obj) -> list[Obj] | None:
+    """The owners an object of the cluster should have: the root's, in place of a Job's (a batch
+    job's start creates every object owned by its Job; once the root is up, it owns them, so that
+    deleting the root deletes them: an object goes only when every owner has). None: as they are."""
+    owners = obj["metadata"].get("ownerReferences") or []
+    if obj["metadata"]["uid"] == root["metadata"]["uid"]:
+        return None
+    kept = [reference for reference in owners if reference.get("kind") != "Job"]
+    wanted = kept if not needs_owner(obj, root) else [*kept, owner_reference(root)]
+    return None if wanted == owners else wanted
 
 
 @dataclass
@@ -350,6 +390,8 @@ class Controller:
         if self.ticks % ADOPT_EVERY_TICKS == 0:
             await self.adopt(root, workers)
         self.ticks += 1
+        if await self.follow_job(root):
+            return
         groups = [WorkerGroup(deployment) for deployment in workers]
         for group in groups:
             if policy := self.policy(group.deployment):
@@ -372,15 +414,31 @@ class Controller:
         for kind in OWNED_BY_NAME:
             if (obj := await self.call(self.kube.get, kind, root_name(self.cluster))) is not None:
                 found.append((kind, obj))
-        orphans = [(kind, obj) for kind, obj in found if needs_owner(obj, root)]
-        for kind, obj in orphans:
-            owners = [*(obj["metadata"].get("ownerReferences") or []), owner_reference(root)]
+        orphans = [(kind, obj, owners) for kind, obj in found if (owners := adopted_owners(obj, root)) is not None]
+        for kind, obj, owners in orphans:
             await self.call(self.kube.patch, kind, obj["metadata"]["name"], {"metadata": {"ownerReferences": owners}})
         if orphans:
             logger.info(
-                "minimaldask controller: adopted %s", ", ".join(f"{k} {o['metadata']['name']}" for k, o in orphans)
+                "minimaldask controller: adopted %s", ", ".join(f"{k} {o['metadata']['name']}" for k, o, _ in orphans)
             )
         return len(orphans)
+
+    async def follow_job(self, root: Obj) -> bool:
+        """A batch job's cluster: the runner Job owns the root, and once the Job has finished
+        the cluster is deleted (True). Nothing to do for a cluster of no job, or before its Job
+        exists (a GitOps apply may order it last)."""
+        name = (root["metadata"].get("annotations") or {}).get(JOB_ANNOTATION)
+        job = await self.call(self.kube.get, "Job", name) if name else None
+        if job is None:
+            return False
+        if needs_owner(root, job):
+            owners = {"ownerReferences": [*(root["metadata"].get("ownerReferences") or []), owner_reference(job)]}
+            await self.call(self.kube.patch, "Deployment", root_name(self.cluster), {"metadata": owners})
+            logger.info("minimaldask controller: cluster %s is now owned by Job %s", self.cluster, name)
+        if finished := job_finished(job):
+            await self.delete_cluster(f"Job {name} finished ({finished})")
+            return True
+        return False
 
     async def live_pods(self, group: WorkerGroup) -> list[Obj]:
         pods = await self.call(self.kube.list, "Pod", group.selector)
@@ -391,7 +449,7 @@ class Controller:
         ips = {(p.get("status") or {}).get("podIP") for p in pods}
         return [ws for ws in self.scheduler.workers.values() if ws.host in ips]
 
-    async def adapt(self, group: WorkerGroup, policy: Policy, counts: Callable[[Any], bool] = bool) -> None:
+    async def adapt(self, group: WorkerGroup, policy: Policy, counts: Callable[[Any], bool]) -> None:
         """One round of a group's scaling; `counts` picks the pending tasks that are its work."""
         name, replicas = group.name, group.replicas
         pods = await self.live_pods(group)
@@ -466,11 +524,13 @@ class Controller:
             self.idle_since = None if busy else now
             return
         if now - self.idle_since >= timeout:
-            logger.info(
-                "minimaldask controller: idle for %.0f s: deleting cluster %s", now - self.idle_since, self.cluster
-            )
-            self.deleting = True
-            await self.call(self.kube.delete_tree, "Deployment", root_name(self.cluster))
+            await self.delete_cluster(f"idle for {now - self.idle_since:.0f} s")
+
+    async def delete_cluster(self, reason: str) -> None:
+        """Delete the root; the garbage collector takes the rest. Nothing more is done after it."""
+        logger.info("minimaldask controller: %s: deleting cluster %s", reason, self.cluster)
+        self.deleting = True
+        await self.call(self.kube.delete_tree, "Deployment", root_name(self.cluster))
 
 
 async def run(controller: Controller, period: float = PERIOD) -> None:

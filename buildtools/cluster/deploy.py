@@ -52,7 +52,7 @@ DEFAULT_TIMEOUT = 300.0
 CLEANUP_TIMEOUT = 60.0
 
 
-def _check_namespace(kube: Kube, namespace: str) -> None:
+def check_namespace(kube: Kube, namespace: str) -> None:
     try:
         exists = kube.namespace_exists(namespace)
     except ForbiddenError:
@@ -121,7 +121,7 @@ def start_dask_cluster(
         )
     progress = on_progress or quiet
     kube = Kube.connect(kubeconfig, context)
-    _check_namespace(kube, first.namespace)
+    check_namespace(kube, first.namespace)
     existing = stored_spec(kube, first.name, first.namespace)
     resolved = first if existing is None else cluster_spec(reapplied_fields(existing, given))
 

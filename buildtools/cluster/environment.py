@@ -17,6 +17,7 @@ from buildtools.cluster.contract import (
     SCHEDULER_PORT,
     TLS_CA_FILE,
     TLS_CERT_FILE,
+    TLS_CLIENT_ENV,
     TLS_ENV,
     TLS_KEY_FILE,
     TLS_MOUNT_PATH,
@@ -26,8 +27,12 @@ from buildtools.cluster.specs import ClusterSpec
 from buildtools.errors import ConfigError
 
 
-def tls_env() -> dict[str, str]:
+def tls_env(component: str) -> dict[str, str]:
+    """Dask's TLS settings, from the mounted Secret: a scheduler's and a worker's certificate
+    pairs, or a client's (the runner's); the one certificate serves each role."""
     ca, cert, key = (f"{TLS_MOUNT_PATH}/{file}" for file in (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE))
+    if component == "runner":
+        return dict(zip((*TLS_ENV[:2], *TLS_CLIENT_ENV), ("true", ca, cert, key), strict=True))
     return dict(zip(TLS_ENV, ("true", ca, cert, key, cert, key), strict=True))
 
 
@@ -36,12 +41,16 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
 
     A worker's WORKER_NTHREADS (the CPU limit rounded up) and WORKER_MEMORY_LIMIT (bytes) come
     from its limits when given, and so does GPU_WORKER (an nvidia.com/gpu limit); `spec.env`
-    may override the first two.
+    may override the first two. A batch job's runner is a client: the scheduler's address (the
+    entrypoint waits for it) and, with TLS, the client's certificate.
     """
-    if component not in ("scheduler", "worker"):
-        raise ConfigError(f"component must be scheduler or worker, got {component!r}")
+    if component not in ("scheduler", "worker", "runner"):
+        raise ConfigError(f"component must be scheduler, worker or runner, got {component!r}")
     env: dict[str, str] = {}
-    if component == "scheduler":
+    arguments: tuple[str, ...] = ()
+    if component == "runner":
+        env["DASK_SCHEDULER_ADDRESS"] = scheduler_address(spec.name, spec.namespace, spec.use_tls)
+    elif component == "scheduler":
         env |= {"WORKER": "false", "PORT": str(SCHEDULER_PORT), "DASHBOARD_PORT": str(DASHBOARD_PORT)}
         # The entrypoint then preloads the controller (buildtools/cluster/controller.py) into the scheduler.
         env |= {CLUSTER_ENV: spec.name, NAMESPACE_ENV: spec.namespace}
@@ -68,5 +77,5 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
     if spec.system_packages:
         env[PACKAGE_MANAGERS[spec.package_manager]] = " ".join(spec.system_packages)
     if spec.use_tls:
-        env |= tls_env()
+        env |= tls_env(component)
     return env | {key: spec.env[key] for key in sorted(spec.env)}

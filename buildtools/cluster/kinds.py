@@ -21,6 +21,7 @@ class Kind:
 DEPLOYMENT = Kind("apps/v1", "Deployment")
 DAEMONSET = Kind("apps/v1", "DaemonSet")
 REPLICASET = Kind("apps/v1", "ReplicaSet")
+JOB = Kind("batch/v1", "Job")
 POD = Kind("v1", "Pod")
 SERVICE = Kind("v1", "Service")
 SERVICE_ACCOUNT = Kind("v1", "ServiceAccount")

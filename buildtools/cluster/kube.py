@@ -186,6 +186,24 @@ class Kube:
                 )
             )
 
+    def follow_log(self, namespace: str, pod: str, container: str | None = None) -> Iterator[str]:
+        """A container's log line by line as it is written, from its start until it ends."""
+        what = f"follow the log of pod {namespace}/{pod}"
+        with api_call(what):
+            response = client.CoreV1Api(self.api).read_namespaced_pod_log(
+                pod, namespace, container=container, follow=True, _preload_content=False
+            )
+        try:
+            pending = b""
+            with api_call(what):
+                for chunk in response.stream(4096):
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    yield from (line.decode(errors="replace") for line in lines)
+            if pending:
+                yield pending.decode(errors="replace")
+        finally:
+            response.release_conn()
+
     def dry_run_create(self, obj: Obj) -> None:
         """A create with dryRun=All: validated and admitted (quota, PodSecurity, webhooks), never stored."""
         resource = self.resource(Kind.of(obj))

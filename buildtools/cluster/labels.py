@@ -6,10 +6,10 @@ selectors use only the two labels that never change (a Deployment's selector is 
 
 from __future__ import annotations
 
-from buildtools.cluster.controller import CLUSTER_LABEL, COMPONENT_LABEL, GROUP_LABEL, worker_name
+from buildtools.cluster.controller import CLUSTER_LABEL, COMPONENT_LABEL, GROUP_LABEL, pod_selector, worker_name
 from buildtools.errors import ConfigError
 
-COMPONENTS = ("scheduler", "worker", "prepuller")
+COMPONENTS = ("scheduler", "worker", "prepuller", "runner")
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
@@ -35,6 +35,12 @@ def component_name(name: str, component: str) -> str:
 def worker_deployment_name(name: str, group: str | None = None) -> str:
     """The workers' Deployment of the default group (None), or of a worker group: <name>-worker-<group>."""
     return worker_name(name, group)
+
+
+def worker_pod_selector(name: str, group: str | None = None) -> str:
+    """The pods of one worker group's Deployment (None: the default group's), by the rule the
+    controller uses (controller.pod_selector), without reading the Deployment."""
+    return pod_selector({**selector_labels(name, "worker"), **group_labels(group)})
 
 
 def group_labels(group: str | None) -> dict[str, str]:

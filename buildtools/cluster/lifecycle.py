@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from buildtools.cluster import labels
-from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, POD, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT, Kind
+from buildtools.cluster import controller, labels
+from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, JOB, POD, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT, Kind
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.waits import (
@@ -29,7 +29,7 @@ from buildtools.errors import DeployError
 
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
 # pods go with them (foreground deletion), and the wait for deletion watches those too.
-CLUSTER_KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
+CLUSTER_KINDS = (JOB, DEPLOYMENT, DAEMONSET, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
 WATCHED_KINDS = (*CLUSTER_KINDS, POD)
 # A rollout's or a deletion's state is one small object (or a list of one) polled this often;
 # the pods of a rollout (hundreds) are listed for failures less often.
@@ -57,12 +57,11 @@ class Workload:
 
 
 def pod_selector(obj: dict[str, Any]) -> str:
-    """The label selector of a Deployment's or DaemonSet's pods, from the object's own spec."""
-    match = obj["spec"]["selector"]["matchLabels"]
-    return ",".join(f"{key}={value}" for key, value in sorted(match.items()))
+    """The label selector of a Deployment's or DaemonSet's own pods, from the object's spec."""
+    return controller.pod_selector(obj["spec"]["selector"]["matchLabels"])
 
 
-def _check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
+def check_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
     """The pods of a component; raises at once on a failure that waiting cannot heal."""
     pods = kube.list(POD, namespace, selector)
 
@@ -95,7 +94,7 @@ def wait_rollout(kube: Kube, workload: Workload, timeout: float | Deadline, prog
         done, state = rollout_state(obj)
         if not done and time.monotonic() - pods_checked >= POD_CHECK_INTERVAL:
             pods_checked = time.monotonic()
-            _check_pods(kube, w.namespace, selector)
+            check_pods(kube, w.namespace, selector)
         return done, state
 
     def on_timeout(state: str) -> Exception | None:

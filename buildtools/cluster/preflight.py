@@ -63,7 +63,7 @@ def check_permissions(kube: Kube, namespace: str, prepull: bool) -> None:
 
 
 def template_pod(workload: Obj) -> Obj:
-    """A pod as a Deployment's (or DaemonSet's) controller would create it, for a dry run."""
+    """A pod as a Deployment's (DaemonSet's, Job's) controller would create it, for a dry run."""
     template = workload["spec"]["template"]
     name = workload["metadata"]["name"]
     return {
@@ -120,7 +120,7 @@ def dry_run(kube: Kube, objects: Iterable[Obj], deadline: Deadline, progress: Pr
             kube.apply(obj, dry_run=True)
     accounts = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "ServiceAccount"}
     for obj in objects:
-        if obj["kind"] in ("Deployment", "DaemonSet"):
+        if obj["kind"] in ("Deployment", "DaemonSet", "Job"):
             dry_run_pod(kube, as_admitted_now(kube, template_pod(obj), accounts), deadline, progress)
 
 

@@ -20,7 +20,8 @@ import yaml
 from buildtools.cluster import contract, controller, labels, placement
 from buildtools.cluster.environment import dask_env
 from buildtools.cluster.kubetypes import DnsLabel, validate
-from buildtools.cluster.specs import ClusterSpec, PrepullSpec
+from buildtools.cluster.spec_parts import Resources
+from buildtools.cluster.specs import ClusterSpec, JobSpec, PrepullSpec
 from buildtools.settings import DATA_ROOT
 
 MANIFESTS_DIR = DATA_ROOT / "manifests"
@@ -93,21 +94,26 @@ def spec_annotation(spec: ClusterSpec) -> str:
     return json.dumps(spec.model_dump(mode="json", exclude=counts), sort_keys=True)
 
 
-def _annotations(spec: ClusterSpec, component: str) -> dict[str, str]:
+def _annotations(spec: ClusterSpec, component: str, job: bool = False) -> dict[str, str]:
     """A Deployment's own annotations (never its pods'): what the controller follows."""
     if component == "worker":
         adapt = {controller.ADAPT_ANNOTATION: spec.adapt.policy.to_json()} if spec.adapt else {}
         resources = json.dumps(spec.dask_resources, sort_keys=True) if spec.dask_resources else None
         return adapt | ({controller.DASK_RESOURCES_ANNOTATION: resources} if resources else {})
     idle = {controller.IDLE_TIMEOUT_ANNOTATION: str(spec.idle_timeout)} if spec.idle_timeout else {}
-    return {labels.SPEC_ANNOTATION: spec_annotation(spec), **idle}
+    runner = {controller.JOB_ANNOTATION: controller.runner_name(spec.name)} if job else {}
+    return {labels.SPEC_ANNOTATION: spec_annotation(spec), **idle, **runner}
+
+
+def _resources(resources: Resources) -> dict[str, dict[str, str]]:
+    return {"requests": dict(resources.requests), "limits": dict(resources.limits)}
 
 
 def _component(
-    spec: ClusterSpec, component: str, ports: list[tuple[str, int]], group: str | None = None
+    spec: ClusterSpec, component: str, ports: list[tuple[str, int]], group: str | None = None, job: bool = False
 ) -> dict[str, Any]:
-    """The template context of the scheduler, or of one worker group (`spec` is then the group's)."""
-    resources = getattr(spec.resources, component)
+    """The template context of the scheduler (of a batch job's cluster: `job`), or of one
+    worker group (`spec` is then the group's)."""
     name = (
         labels.component_name(spec.name, component)
         if group is None
@@ -118,18 +124,18 @@ def _component(
         "component": component,
         "name": name,
         "labels": {**spec.labels, **labels.component_labels(spec.name, component), **group_labels},
-        "annotations": _annotations(spec, component),
+        "annotations": _annotations(spec, component, job),
         "service_account": name if component == "scheduler" else None,
         "selector": {**labels.selector_labels(spec.name, component), **group_labels},
         "ports": [{"name": name, "port": port} for name, port in ports],
         "env": list(dask_env(spec, component).items()),
-        "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+        "resources": _resources(getattr(spec.resources, component)),
         "placement": placement.pod_placement(spec, component),
     }
 
 
-def cluster_context(spec: ClusterSpec) -> dict[str, Any]:
-    """What the cluster's templates are rendered with."""
+def cluster_context(spec: ClusterSpec, job: bool = False) -> dict[str, Any]:
+    """What the cluster's templates are rendered with (a batch job's cluster: `job`)."""
     return {
         "spec": spec,
         "service_name": labels.scheduler_service_name(spec.name),
@@ -140,8 +146,9 @@ def cluster_context(spec: ClusterSpec) -> dict[str, Any]:
                 (contract.COMM_PORT_NAME, contract.SCHEDULER_PORT),
                 (contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT),
             ],
+            job=job,
         ),
-        "scheduler_rules": controller.permissions(spec.name, spec.worker_groups),
+        "scheduler_rules": controller.permissions(spec.name, spec.worker_groups, job),
     }
 
 
@@ -155,16 +162,37 @@ def worker_context(spec: ClusterSpec, group: str | None) -> dict[str, Any]:
 SCHEDULER_TEMPLATES = ("scheduler-rbac.yaml.j2", "scheduler-service.yaml.j2", "scheduler-deployment.yaml.j2")
 
 
-def render_cluster(spec: ClusterSpec) -> list[dict[str, Any]]:
+def render_cluster(spec: ClusterSpec, job: bool = False) -> list[dict[str, Any]]:
     """The scheduler's ServiceAccount, Role and RoleBinding, its Service, its Deployment (the
     cluster's root, which the controller makes every other object's owner), then the workers'
     Deployments (the default group's, then each worker group's), in that order: each exists
-    before what refers to it."""
-    context = cluster_context(spec)
+    before what refers to it. The cluster of a batch job (`job`) follows its runner Job."""
+    context = cluster_context(spec, job)
     objects = [obj for template in SCHEDULER_TEMPLATES for obj in _load(render_template(template, **context))]
     for group in (None, *spec.worker_groups):
         objects += _load(render_template("worker-deployment.yaml.j2", **worker_context(spec, group)))
     return objects
+
+
+def runner_context(job: JobSpec) -> dict[str, Any]:
+    """What a batch job's runner Job is rendered with: a pod placed like the scheduler's, with
+    the cluster's identity rules and TLS Secret, and the runner's own image, command and resources."""
+    spec = job.cluster.model_copy(update={"image": job.runner_image})
+    runner = {
+        "component": "runner",
+        "name": controller.runner_name(spec.name),
+        "labels": {**spec.labels, **labels.component_labels(spec.name, "runner")},
+        "env": list((dask_env(spec, "runner") | {key: job.env[key] for key in sorted(job.env)}).items()),
+        "resources": _resources(job.resources),
+        "placement": placement.pod_placement(spec, "scheduler"),
+    }
+    return {"spec": spec, "job": job, "runner": runner}
+
+
+def render_job(job: JobSpec) -> list[dict[str, Any]]:
+    """A batch job: its runner Job first, then its cluster's objects (render_cluster), which
+    follow the Job: the Job's end deletes the cluster, and the Job's deletion (its TTL) too."""
+    return _load(render_template("runner-job.yaml.j2", **runner_context(job))) + render_cluster(job.cluster, job=True)
 
 
 def cluster_prepull_spec(spec: ClusterSpec) -> PrepullSpec:

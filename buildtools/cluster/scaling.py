@@ -19,7 +19,7 @@ from typing import Any
 from distributed.deploy import Adaptive, Cluster
 
 from buildtools.cluster import labels
-from buildtools.cluster.controller import ADAPT_ANNOTATION, DELETION_COST, RETIRED_COST, Policy, WorkerGroup
+from buildtools.cluster.controller import ADAPT_ANNOTATION, DELETION_COST, RETIRED_COST, Policy
 from buildtools.cluster.kinds import DEPLOYMENT, POD
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import Count, validate
@@ -66,10 +66,8 @@ class WorkerScaling(Cluster):
         return labels.worker_deployment_name(self.name, group)
 
     def _list_pods(self, group: str | None = None) -> list[dict[str, Any]]:
-        deployment = self.kube.get(DEPLOYMENT, self.worker_deployment(group), self.namespace)
-        if deployment is None:
-            return []
-        pods = self.kube.list(POD, self.namespace, WorkerGroup(deployment).selector)
+        self.spec.group(group)  # a one-line ConfigError for a group the cluster has not
+        pods = self.kube.list(POD, self.namespace, labels.worker_pod_selector(self.name, group))
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
     async def _refresh_pods(self) -> None:

@@ -27,6 +27,7 @@ from buildtools.cluster.spec_parts import (
     ClusterPlacement,
     ClusterResources,
     GroupName,
+    Resources,
     SpecModel,
     WorkerGroupSpec,
 )
@@ -172,6 +173,48 @@ def read_spec_file(path: Path) -> dict[Any, Any]:
     if not isinstance(fields, dict):
         raise ConfigError(f"{path}: a spec file is a mapping of ClusterSpec fields, got {type(fields).__name__}")
     return fields
+
+
+Command = Annotated[
+    tuple[Annotated[str, Field(min_length=1)], ...],
+    Field(min_length=1),
+    *k.listing("must be a non-empty list of non-empty strings (the command and its arguments), got {value}"),
+]
+Seconds = Annotated[int, Field(gt=0, strict=True), k.on_error("must be a number of seconds > 0, got {value}")]
+
+
+class JobSpec(SpecModel):
+    """A batch job (docs/JOBS.md): a Kubernetes Job runs `command` against a cluster of its own,
+    which the Job owns: the cluster goes when the command ends, and the Job after its TTL."""
+
+    cluster: ClusterSpec
+    command: Command
+    """Run by the image's entrypoint (after EXTRA_PIP_PACKAGES, once the scheduler answers),
+    with DASK_SCHEDULER_ADDRESS set: `distributed.Client()` connects to the job's cluster."""
+    image: k.ImageRef | None = None
+    """The runner's image (default: the cluster's). Another image runs `command` with its own entrypoint."""
+    env: k.EnvVars = {}
+    """The runner's environment, over the cluster's `env`."""
+    resources: Resources = Resources()
+    """The runner container's requests and limits."""
+    backoff_limit: k.Count = 0
+    """Retries of a failed runner (a new pod each time) before the Job fails."""
+    active_deadline_seconds: Seconds | None = None
+    """The longest the Job may run; Kubernetes stops it then and it fails."""
+    ttl_seconds_after_finished: k.Count = 300
+    """How long the finished Job (its status and the runner's log) stays; its cluster is gone at once."""
+
+    def check(self) -> None:
+        if clash := [key for key in self.env if key in MANAGED_ENV]:
+            k.fail(f"env: {clash[0]} is set by minimaldask from the spec's fields; do not set it in env")
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    @property
+    def runner_image(self) -> str:
+        return self.image or self.cluster.image
 
 
 class PrepullSpec(SpecModel):

@@ -193,19 +193,36 @@ def test_package_lists_are_split_without_globbing(debian_image: str, tmp_path: P
 
 
 @pytest.mark.parametrize(
-    ("env", "address", "reason"),
+    ("env", "command", "address", "reason"),
     [
-        ({"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"}, "tcp://127.0.0.1:9", "Connection refused"),
-        ({"DASK_SCHEDULER_SERVICE": "nowhere"}, "tcp://nowhere:8786", "cannot resolve nowhere: "),
+        (
+            {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"},
+            None,
+            "tcp://127.0.0.1:9",
+            "Connection refused",
+        ),
+        (
+            {"WORKER": "true", "DASK_SCHEDULER_SERVICE": "nowhere"},
+            None,
+            "tcp://nowhere:8786",
+            "cannot resolve nowhere: ",
+        ),
+        # A batch job's runner: a client command waits for its scheduler before it starts.
+        (
+            {"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:9"},
+            ["echo", "started"],
+            "tcp://127.0.0.1:9",
+            "Connection refused",
+        ),
     ],
-    ids=["refused", "unresolved"],
+    ids=["refused", "unresolved", "client-command"],
 )
-def test_worker_without_scheduler_fails_in_bounded_time_with_one_line(
-    debian_image: str, env: dict[str, str], address: str, reason: str
+def test_worker_or_client_without_scheduler_fails_in_bounded_time_with_one_line(
+    debian_image: str, env: dict[str, str], command: list[str] | None, address: str, reason: str
 ) -> None:
     started = time.monotonic()
-    env = {"WORKER": "true", "SCHEDULER_WAIT_TIMEOUT": "5", **env}
-    code, output = run_once(debian_image, "linux/amd64", env=env, timeout=60)
+    env = {"SCHEDULER_WAIT_TIMEOUT": "5", **env}
+    code, output = run_once(debian_image, "linux/amd64", env=env, command=command, timeout=60)
     elapsed = time.monotonic() - started
     assert code != 0, output
     assert elapsed < 30, f"{elapsed:.0f} s for SCHEDULER_WAIT_TIMEOUT=5"
@@ -213,7 +230,7 @@ def test_worker_without_scheduler_fails_in_bounded_time_with_one_line(
     expected = f"entrypoint: error: no scheduler at {address} after 5 s (SCHEDULER_WAIT_TIMEOUT): "
     assert error.startswith(expected), output
     assert reason in error, output
-    assert "Traceback" not in output, output
+    assert "Traceback" not in output and "started" not in output, output
 
 
 def test_system_packages_install_as_root_goes_to_apt(image: str) -> None:

@@ -133,6 +133,15 @@ def controller(scheduler: Scheduler, kube: FakeKube) -> c.Controller:
     return c.Controller(scheduler, kube, NAME)  # type: ignore[arg-type]  # the FakeKube stands in
 
 
+async def tick_until(loop: c.Controller, done: Callable[[], bool], rounds: int) -> None:
+    """Controller rounds, 0.1 s apart, until done() holds or `rounds` have run."""
+    for _ in range(rounds):
+        await loop.tick()
+        if done():
+            return
+        await asyncio.sleep(0.1)
+
+
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), 120))
 
@@ -169,11 +178,7 @@ def test_queued_work_scales_up_at_once_within_the_maximum() -> None:
         async with dask(1, **ADAPT) as (scheduler, _, kube), Client(scheduler.address, asynchronous=True) as client:
             futures = client.map(lambda x: __import__("time").sleep(0.5) or x, range(40), pure=False)
             loop = controller(scheduler, kube)
-            for _ in range(50):
-                await loop.tick()
-                if kube.replicas > 1:
-                    break
-                await asyncio.sleep(0.1)
+            await tick_until(loop, lambda: kube.replicas > 1, 50)
             assert kube.replicas == 4  # 40 tasks of 0.5 s want more than 4: the maximum holds
             assert ("patch", "Deployment", "demo-worker") in kube.calls
             await client.cancel(futures)  # the decision is made: no need to sit out 20 s of sleeps
@@ -383,11 +388,7 @@ def test_work_needing_a_groups_resources_scales_only_that_group_from_zero_and_ba
         ):
             loop = controller(scheduler, kube)
             gpu_task = client.submit(lambda: "on the GPU", resources={"GPU": 1}, pure=False)
-            for _ in range(20):  # unrunnable until a worker with GPU=1 joins
-                await loop.tick()
-                if kube.group_replicas("gpu"):
-                    break
-                await asyncio.sleep(0.1)
+            await tick_until(loop, lambda: kube.group_replicas("gpu") > 0, 20)  # unrunnable until a GPU=1 worker joins
             assert (kube.group_replicas("gpu"), kube.replicas) == (1, 1)
             # The pod the ReplicaSet would create: a worker with the group's resources, at its IP.
             async with Worker(scheduler.address, host="127.0.0.9", nthreads=1, resources={"GPU": 1}):
@@ -410,11 +411,7 @@ def test_work_without_resources_scales_the_groups_without_resources() -> None:
         ):
             futures = client.map(lambda x: __import__("time").sleep(0.5) or x, range(40), pure=False)
             loop = controller(scheduler, kube)
-            for _ in range(50):
-                await loop.tick()
-                if kube.replicas > 1:
-                    break
-                await asyncio.sleep(0.1)
+            await tick_until(loop, lambda: kube.replicas > 1, 50)
             assert (kube.replicas, kube.group_replicas("gpu")) == (3, 0)
             await client.cancel(futures)
 

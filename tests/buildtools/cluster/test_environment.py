@@ -25,7 +25,7 @@ def test_scheduler_address() -> None:
 
 
 def test_env_of_an_unknown_component() -> None:
-    with pytest.raises(ConfigError, match="component must be scheduler or worker"):
+    with pytest.raises(ConfigError, match="component must be scheduler, worker or runner"):
         dask_env(cluster(), "prepuller")
 
 

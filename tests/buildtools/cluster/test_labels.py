@@ -13,7 +13,7 @@ def test_name_length_leaves_room_for_the_suffixes() -> None:
 
 
 def test_unknown_component() -> None:
-    with pytest.raises(ConfigError, match="component must be one of scheduler, worker, prepuller, got 'nanny'"):
+    with pytest.raises(ConfigError, match="component must be one of scheduler, worker, prepuller, runner, got 'nanny'"):
         labels.component_labels("demo", "nanny")
 
 

@@ -17,7 +17,7 @@ from yamllint.config import YamlLintConfig
 
 from buildtools.cluster import contract, controller, labels, placement, render
 from buildtools.cluster.address import scheduler_address
-from buildtools.cluster.specs import ClusterSpec, PrepullSpec
+from buildtools.cluster.specs import ClusterSpec, JobSpec, PrepullSpec
 from buildtools.errors import ConfigError
 
 # The nearest schema to the test control plane's Kubernetes (env/versions.env: v1.33.x) that
@@ -126,10 +126,30 @@ PREPULLERS = {
 }
 
 
+COMMAND = ["python", "-c", "import distributed; print(distributed.Client().submit(sum, [1, 2]).result())"]
+JOBS = {
+    "minimal": JobSpec(cluster=cluster(), command=COMMAND),
+    "full": JobSpec(
+        cluster=PLATFORM_UID,
+        command=COMMAND,
+        image="registry.example:5000/other:1",
+        env={"RUN": "1"},
+        resources={"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}},
+        backoff_limit=2,
+        active_deadline_seconds=600,
+        ttl_seconds_after_finished=30,
+    ),
+    "root-tls": JobSpec(cluster=ROOT_TLS, command=COMMAND),
+}
+
+
 def all_objects() -> Iterator[tuple[str, dict[str, Any]]]:
     for label, spec in CLUSTERS.items():
         for obj in render.render_cluster(spec):
             yield f"cluster-{label}-{obj['kind']}-{obj['metadata']['name']}", obj
+    for label, job in JOBS.items():
+        for obj in render.render_job(job):
+            yield f"job-{label}-{obj['kind']}-{obj['metadata']['name']}", obj
     for label, prepull_spec in PREPULLERS.items():
         for obj in render.render_prepuller(prepull_spec):
             yield f"prepuller-{label}-{obj['kind']}", obj
@@ -361,8 +381,8 @@ def test_tls() -> None:
 
 @pytest.mark.parametrize(
     "obj",
-    [o for o in OBJECTS.values() if o["kind"] in ("Deployment", "DaemonSet")],
-    ids=[k for k, o in OBJECTS.items() if o["kind"] in ("Deployment", "DaemonSet")],
+    [o for o in OBJECTS.values() if o["kind"] in ("Deployment", "DaemonSet", "Job")],
+    ids=[k for k, o in OBJECTS.items() if o["kind"] in ("Deployment", "DaemonSet", "Job")],
 )
 def test_pods_are_locked_down(obj: dict[str, Any]) -> None:
     spec = pod_spec(obj)
@@ -387,7 +407,11 @@ def test_pods_are_locked_down(obj: dict[str, Any]) -> None:
 
 
 def platform_uid_objects() -> list[dict[str, Any]]:
-    return [*render.render_cluster(PLATFORM_UID), *render.render_prepuller(PREPULLERS["platform-uid"])]
+    return [
+        *render.render_cluster(PLATFORM_UID),
+        *render.render_prepuller(PREPULLERS["platform-uid"]),
+        *render.render_job(JOBS["full"]),
+    ]
 
 
 def test_platform_uid_leaves_the_ids_to_the_platform() -> None:
@@ -491,6 +515,7 @@ DEPLOYER_RULES = [
         "resources": ["deployments", "daemonsets"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
     {
         "apiGroups": [""],
         "resources": ["services", "serviceaccounts"],
@@ -551,6 +576,7 @@ def lint(text: str) -> list[str]:
         *[(t, render.cluster_context(spec)) for spec in CLUSTERS.values() for t in render.SCHEDULER_TEMPLATES],
         *[("worker-deployment.yaml.j2", render.worker_context(spec, None)) for spec in CLUSTERS.values()],
         *[("prepuller-daemonset.yaml.j2", render.prepuller_context(s)) for s in PREPULLERS.values()],
+        *[("runner-job.yaml.j2", render.runner_context(job)) for job in JOBS.values()],
         ("rbac.yaml.j2", render.rbac_context("dask")),
     ],
 )
@@ -750,6 +776,11 @@ def test_each_worker_group_is_its_own_deployment_with_its_own_fields() -> None:
     assert annotations[controller.ADAPT_ANNOTATION] == '{"maximum": 4, "minimum": 0}'
     assert json.loads(annotations[controller.DASK_RESOURCES_ANNOTATION]) == {"GPU": 1, "VRAM": 16e9}
     assert controller.DASK_RESOURCES_ANNOTATION not in default["metadata"]["annotations"]
+    # The handle lists a group's pods without reading its Deployment: by the same selector.
+    for name, group in (("demo-worker", None), ("demo-worker-gpu", "gpu")):
+        rendered = by_kind(objects, "Deployment", name)["spec"]["selector"]["matchLabels"]
+        assert labels.worker_pod_selector("demo", group) == controller.pod_selector(rendered)
+    assert labels.worker_pod_selector("demo").endswith(f",!{labels.LABEL_GROUP}")
     role = by_kind(objects, "Role")
     assert ["demo-scheduler", "demo-worker", "demo-worker-gpu"] in [r.get("resourceNames") for r in role["rules"]]
 
@@ -758,3 +789,74 @@ def test_the_stored_spec_has_no_worker_counts() -> None:
     stored = json.loads(render.spec_annotation(GROUPS))
     assert "n_workers" not in stored and "n_workers" not in stored["worker_groups"]["gpu"]
     assert stored["worker_groups"]["gpu"]["dask_resources"] == {"GPU": 1, "VRAM": 16e9}
+
+
+# --- batch jobs ---
+
+
+def test_a_job_is_its_runner_job_then_its_cluster_which_follows_the_job() -> None:
+    objects = render.render_job(JOBS["minimal"])
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("Job", "demo-runner"),
+        *[(o["kind"], o["metadata"]["name"]) for o in render.render_cluster(cluster())],
+    ]
+    runner = objects[0]
+    assert runner["metadata"]["labels"][labels.LABEL_CLUSTER] == "demo"  # delete_dask_cluster finds it
+    assert runner["spec"]["template"]["metadata"]["labels"][labels.LABEL_COMPONENT] == "runner"
+    assert (runner["spec"]["backoffLimit"], runner["spec"]["ttlSecondsAfterFinished"]) == (0, 300)
+    assert "activeDeadlineSeconds" not in runner["spec"]
+    pod = pod_spec(runner)
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert "command" not in container  # the image's entrypoint runs the args (installs, the wait)
+    assert container["args"] == COMMAND and container["image"] == IMAGE
+    assert env_of(container) == {"DASK_SCHEDULER_ADDRESS": scheduler_address("demo", "dask", False)}
+    scheduler, _ = deployments(objects)
+    assert scheduler["metadata"]["annotations"][controller.JOB_ANNOTATION] == "demo-runner"
+    role = by_kind(objects, "Role")
+    assert {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"], "resourceNames": ["demo-runner"]} in (
+        role["rules"]
+    )
+    # A plain cluster has neither: its scheduler reads no Job.
+    plain = render.render_cluster(cluster())
+    assert controller.JOB_ANNOTATION not in deployments(plain)[0]["metadata"]["annotations"]
+    assert not [r for r in by_kind(plain, "Role")["rules"] if r["resources"] == ["jobs"]]
+
+
+def test_a_jobs_options_reach_its_runner() -> None:
+    runner, *_ = render.render_job(JOBS["full"])
+    assert runner["spec"]["backoffLimit"] == 2
+    assert runner["spec"]["activeDeadlineSeconds"] == 600
+    assert runner["spec"]["ttlSecondsAfterFinished"] == 30
+    (container,) = pod_spec(runner)["containers"]
+    assert container["image"] == "registry.example:5000/other:1"
+    assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
+    env = env_of(container)
+    assert env["RUN"] == "1" and env["EXTRA_PIP_PACKAGES"] == "toolz"
+    # A TLS cluster's runner is a client with the cluster's certificate.
+    assert env["DASK_SCHEDULER_ADDRESS"].startswith("tls://")
+    assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"] == f"{contract.TLS_MOUNT_PATH}/tls.crt"
+    assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"] == f"{contract.TLS_MOUNT_PATH}/tls.key"
+    assert not [name for name in env if "__SCHEDULER__" in name or "__WORKER__" in name]
+    assert pod_spec(runner)["volumes"][0]["secret"]["secretName"] == "dask-tls"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"command": []}, "command must be a non-empty list"),
+        ({"command": "python job.py"}, "command must be a non-empty list"),
+        ({"command": [""]}, "command"),
+        ({"backoff_limit": -1}, "backoff_limit must be an integer >= 0"),
+        ({"active_deadline_seconds": 0}, "active_deadline_seconds must be a number of seconds > 0"),
+        (
+            {"env": {"DASK_SCHEDULER_ADDRESS": "tcp://elsewhere:8786"}},
+            "env: DASK_SCHEDULER_ADDRESS is set by minimaldask",
+        ),
+        ({"retries": 3}, "unknown key 'retries'"),
+    ],
+)
+def test_a_bad_job_field_fails_with_one_line_naming_it(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        JobSpec(**{"cluster": cluster(), "command": COMMAND, **fields})
+    assert "\n" not in str(raised.value)
