@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from buildtools.cluster import controller, labels, preflight
 from buildtools.cluster.deploy import CLEANUP_TIMEOUT, DEFAULT_TIMEOUT, check_namespace, given_fields
-from buildtools.cluster.kinds import DEPLOYMENT, JOB, POD
+from buildtools.cluster.job_state import JobStatus, runner_pods, started, status_of
+from buildtools.cluster.kinds import DEPLOYMENT, JOB
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.lifecycle import check_pods, delete_dask_cluster, wait_cluster
@@ -32,86 +31,10 @@ from buildtools.errors import ConfigError, JobFailed, MinimalDaskError
 
 __all__ = ["JobStatus", "job_status", "run_job"]
 
-Obj = dict[str, Any]
-State = Literal["pending", "running", "succeeded", "failed"]
 RUNNER_CONTAINER = "runner"
 # How often the runner's pods are looked at while none runs (its start, a retry's start).
 POLL_INTERVAL = 0.5
 LAST_LINES = 20
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """A job as its runner Job shows it."""
-
-    name: str
-    namespace: str
-    state: State
-    pod: str | None
-    """The latest runner pod (a retry makes a new one)."""
-    exit_code: int | None
-    """The command's, once its latest pod has ended."""
-    reason: str
-    """Why it is in this state: the Job's final condition, or the runner pod's phase."""
-    seconds: float | None
-    """From the Job's start to its end (None while it runs)."""
-
-    @property
-    def summary(self) -> str:
-        took = f" in {self.seconds:.0f} s" if self.seconds is not None else ""
-        code = f", exit code {self.exit_code}" if self.exit_code is not None else ""
-        return f"job {self.namespace}/{self.name}: {self.state}{took}{code} ({self.reason})"
-
-
-def runner_pods(kube: Kube, name: str, namespace: str) -> list[Obj]:
-    """The runner's pods, oldest first (one per attempt)."""
-    pods = kube.list(POD, namespace, labels.label_selector(name, "runner"))
-    return sorted(pods, key=lambda pod: (pod["metadata"].get("creationTimestamp") or "", pod["metadata"]["name"]))
-
-
-def _container(pod: Obj) -> Obj:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
-    return dict(statuses[0].get("state") or {})
-
-
-def exit_code(pod: Obj) -> int | None:
-    terminated = _container(pod).get("terminated")
-    return None if terminated is None else int(terminated.get("exitCode", 0))
-
-
-def _started(pod: Obj) -> bool:
-    """The runner's command has started (or already ended): its log is there to follow."""
-    return bool({"running", "terminated"} & set(_container(pod)))
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def status_of(job: Obj, pods: list[Obj]) -> JobStatus:
-    """A job's status from its runner Job and that Job's pods."""
-    meta, status = job["metadata"], job.get("status") or {}
-    latest = pods[-1] if pods else None
-    finished = controller.job_finished(job)
-    condition = next((c for c in status.get("conditions") or [] if c.get("type") == finished), {})
-    if finished:
-        state: State = "succeeded" if finished == "Complete" else "failed"
-        reason = ": ".join(filter(None, (condition.get("reason"), condition.get("message")))) or finished
-    else:
-        running = latest is not None and _started(latest)
-        state = "running" if running else "pending"
-        reason = (latest.get("status") or {}).get("phase", "Pending") if latest else "no runner pod yet"
-    start = _time(status.get("startTime"))
-    end = _time(status.get("completionTime") or condition.get("lastTransitionTime"))
-    return JobStatus(
-        name=meta["labels"][labels.LABEL_CLUSTER],
-        namespace=meta["namespace"],
-        state=state,
-        pod=latest["metadata"]["name"] if latest else None,
-        exit_code=exit_code(latest) if latest else None,
-        reason=reason,
-        seconds=(end - start).total_seconds() if start and end and finished else None,
-    )
 
 
 def job_status(
@@ -264,7 +187,7 @@ def start_job(
             kube.apply(obj)
         if wait:
             wait_cluster(kube, cluster, deadline, progress)
-            wait_runner_started(kube, job, deadline, progress)
+            wait_runnerstarted(kube, job, deadline, progress)
     except BaseException as failure:
         if not keep_on_failure:
             progress(f"start failed: removing job {job.name} and its cluster")
@@ -275,7 +198,7 @@ def start_job(
         raise
 
 
-def wait_runner_started(kube: Kube, job: JobSpec, deadline: Deadline, progress: Progress) -> None:
+def wait_runnerstarted(kube: Kube, job: JobSpec, deadline: Deadline, progress: Progress) -> None:
     """Until the runner's command has started (its installs done, the scheduler answering), failing
     fast on a pod that cannot start (an image that cannot be pulled, say)."""
     name, namespace = job.name, job.cluster.namespace
@@ -283,7 +206,7 @@ def wait_runner_started(kube: Kube, job: JobSpec, deadline: Deadline, progress: 
     def started() -> tuple[bool, str]:
         check_pods(kube, namespace, labels.label_selector(name, "runner"))
         pods = runner_pods(kube, name, namespace)
-        if pods and _started(pods[-1]):
+        if pods and started(pods[-1]):
             return True, f"pod {pods[-1]['metadata']['name']} started"
         return False, (pods[-1].get("status") or {}).get("phase", "Pending") if pods else "no pod yet"
 
@@ -300,7 +223,7 @@ def follow_job(kube: Kube, job: JobSpec, on_log: Callable[[str], None], progress
             raise JobFailed(name, None, None, "its Job was deleted while it ran", "")
         pods = runner_pods(kube, name, namespace)
         status = status_of(found, pods)
-        unread = [p for p in pods if p["metadata"]["name"] not in followed and _started(p)]
+        unread = [p for p in pods if p["metadata"]["name"] not in followed and started(p)]
         if status.state in ("succeeded", "failed") and not unread:
             progress(status.summary)
             return status

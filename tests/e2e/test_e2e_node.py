@@ -27,10 +27,11 @@ from distributed import Client, KilledWorker, wait
 
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
+from buildtools.cluster.jobs import JobStatus, job_status, run_job
 from buildtools.cluster.kinds import DEPLOYMENT, POD, REPLICASET, SERVICE, SERVICE_ACCOUNT
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.lifecycle import CLUSTER_KINDS
-from buildtools.errors import ImagePullError, VersionMismatchError
+from buildtools.errors import ConfigError, ImagePullError, JobFailed, VersionMismatchError
 from buildtools.settings import REPO_ROOT, Settings
 from tests.helpers.node import Node, NodeError
 
@@ -432,3 +433,117 @@ def test_work_needing_a_groups_resource_scales_only_that_group_from_zero_and_bac
         assert set(default_counts) == {1}, default_counts  # the default group kept its one worker
         replicas = kube.get(DEPLOYMENT, "groups-worker", NAMESPACE) or {}
         assert replicas["spec"]["replicas"] == 1
+
+
+# --- batch jobs: a runner Job and a cluster it owns, with only Kubernetes' own controllers ---
+
+JOB_SUM = """
+import dask.array as da, distributed
+with distributed.Client() as client:  # DASK_SCHEDULER_ADDRESS: the job's own cluster
+    print("workers", len(client.scheduler_info()["workers"]), flush=True)
+    print("sum", int(da.ones((2000, 2000), chunks=(500, 500)).sum().compute()), flush=True)
+"""
+JOB_FAILS = """
+import distributed
+with distributed.Client() as client:
+    client.submit(sum, [1, 2]).result()
+    raise ValueError("the job's own mistake")
+"""
+RUNNER_RESOURCES = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
+
+
+def run(node: Node, name: str, image: str, script: str, **options: Any) -> tuple[JobStatus, list[str]]:
+    lines: list[str] = []
+    status = run_job(
+        ["python", "-c", script],
+        name,
+        namespace=NAMESPACE,
+        image=image,
+        resources=SMALL_WORKER,
+        runner_resources=RUNNER_RESOURCES,
+        kubeconfig=str(node.kubeconfig),
+        timeout=START_TIMEOUT,
+        on_log=lines.append,
+        **options,
+    )
+    return status, lines
+
+
+def objects_left(kube: Kube, name: str) -> list[str]:
+    """Every object and pod of a job's cluster, the Job itself included (counted by label)."""
+    selector = labels.label_selector(name)
+    return [
+        f"{k.name} {o['metadata']['name']}" for k in (*CLUSTER_KINDS, POD) for o in kube.list(k, NAMESPACE, selector)
+    ]
+
+
+def test_a_job_computes_gives_its_output_runs_again_at_once_and_leaves_nothing_after_its_ttl(
+    node: Node, kube: Kube, debian_ref: str
+) -> None:
+    status, lines = run(node, "job-sum", debian_ref, JOB_SUM, ttl_seconds_after_finished=300)
+    assert (status.state, status.exit_code) == ("succeeded", 0), status
+    assert "sum 4000000" in lines, lines
+    print(f"\n{status.summary}")
+    # The cluster went when the command ended (the controller); the Job stays for its status.
+    wait_for(
+        lambda: objects_left(kube, "job-sum") == [] or all("runner" in o for o in objects_left(kube, "job-sum")),
+        "the cluster of a finished job gone",
+        60,
+    )
+    assert job_status("job-sum", NAMESPACE, kubeconfig=str(node.kubeconfig)).state == "succeeded"
+    # The same name again, right away: the finished run makes room; a new runner pod, a new name.
+    again, lines = run(node, "job-sum", debian_ref, JOB_SUM, ttl_seconds_after_finished=10)
+    assert (again.state, again.exit_code) == ("succeeded", 0) and "sum 4000000" in lines
+    assert again.pod != status.pod
+    finished = time.monotonic()
+    wait_gone("the objects of job job-sum (TTL 10 s + 30 s)", lambda: objects_left(kube, "job-sum"), 40)
+    print(f"job-sum: nothing left {time.monotonic() - finished:.1f} s after it finished")
+
+
+def test_a_failing_job_raises_jobfailed_with_its_last_lines_and_leaves_nothing(
+    node: Node, kube: Kube, debian_ref: str
+) -> None:
+    with pytest.raises(JobFailed) as raised:
+        run(node, "job-fails", debian_ref, JOB_FAILS, ttl_seconds_after_finished=10)
+    failure = raised.value
+    assert "ValueError: the job's own mistake" in str(failure) and "job-fails-runner-" in str(failure)
+    assert failure.exit_code == 1 and failure.pod is not None and failure.pod.startswith("job-fails-runner-")
+    wait_gone("the objects of job job-fails (TTL 10 s + 30 s)", lambda: objects_left(kube, "job-fails"), 40)
+
+
+JOB_CALLER = """
+import sys
+from buildtools.cluster.jobs import run_job
+namespace, image, kubeconfig = sys.argv[1:]
+script = "import time; print('running', flush=True); time.sleep(20); print('done', flush=True)"
+run_job(["python", "-c", script], "job-orphan", namespace=namespace, image=image, kubeconfig=kubeconfig,
+        n_workers=1, ttl_seconds_after_finished=10, timeout=600, on_log=lambda line: print(line, flush=True))
+"""
+
+
+def test_a_job_whose_caller_is_killed_completes_and_its_cluster_is_gone(
+    node: Node, kube: Kube, debian_ref: str
+) -> None:
+    caller = subprocess.Popen(
+        [sys.executable, "-c", JOB_CALLER, NAMESPACE, debian_ref, str(node.kubeconfig)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert caller.stdout is not None
+        for line in caller.stdout:  # the runner's log, followed by the caller
+            if line.strip() == "running":
+                break
+    finally:
+        caller.kill()  # SIGKILL: the caller is gone while the job runs
+        caller.wait()
+
+    def succeeded() -> bool:
+        try:
+            return job_status("job-orphan", NAMESPACE, kubeconfig=str(node.kubeconfig)).state == "succeeded"
+        except ConfigError:  # deleted already (TTL): then it had finished
+            return not objects_left(kube, "job-orphan")
+
+    wait_for(succeeded, "job-orphan to complete without its caller", 120)
+    wait_gone("the objects of job job-orphan (TTL 10 s + 30 s)", lambda: objects_left(kube, "job-orphan"), 40)

@@ -22,8 +22,8 @@ from distributed import Client, Scheduler, Worker
 
 from buildtools.cluster import controller as c
 from buildtools.cluster import labels
-from buildtools.cluster.render import render_cluster
-from buildtools.cluster.specs import cluster_spec
+from buildtools.cluster.render import render_cluster, render_job
+from buildtools.cluster.specs import JobSpec, cluster_spec
 
 Obj = dict[str, Any]
 NAME = "demo"
@@ -428,3 +428,63 @@ def test_a_groups_pods_are_not_the_default_groups() -> None:
     assert [p["status"]["podIP"] for p in kube.list("Pod", default.selector)] == ["127.0.0.2"]
     assert [p["status"]["podIP"] for p in kube.list("Pod", gpu.selector)] == ["127.0.0.3"]
     assert (default.resources, gpu.resources) == ({}, {"GPU": 1.0})
+
+
+def job_kube(owned_by_job: bool) -> FakeKube:
+    """A batch job's objects: as a GitOps apply leaves them (no owners), or as run_job applies
+    them (every cluster object owned by the runner Job)."""
+    job = JobSpec(cluster=cluster_spec(name=NAME, image="example/debian:1"), command=["python", "job.py"])
+    kube = FakeKube(render_job(job))
+    runner = kube.objects[("Job", "demo-runner")]
+    for (kind, _), obj in kube.objects.items():
+        if owned_by_job and kind != "Job":
+            obj["metadata"]["ownerReferences"] = [c.owner_reference(runner)]
+    return kube
+
+
+@pytest.mark.parametrize("owned_by_job", [False, True], ids=["gitops-apply", "run-job"])
+def test_a_jobs_cluster_is_owned_through_its_root_by_the_job_and_deleted_when_the_job_ends(owned_by_job: bool) -> None:
+    async def test() -> None:
+        async with Scheduler(host="127.0.0.1", port=0, dashboard_address=":0") as scheduler:
+            kube = job_kube(owned_by_job)
+            runner = kube.objects[("Job", "demo-runner")]
+            loop = controller(scheduler, kube)
+            await loop.tick()
+            root = kube.objects[("Deployment", "demo-scheduler")]
+            assert root["metadata"]["ownerReferences"] == [c.owner_reference(runner)]
+            for (kind, name), obj in kube.objects.items():
+                if (kind, name) not in {("Job", "demo-runner"), ("Deployment", "demo-scheduler")}:
+                    # The root alone: deleting it deletes them (an object goes when all its owners have).
+                    assert obj["metadata"]["ownerReferences"] == [c.owner_reference(root)], (kind, name)
+            await loop.tick()
+            assert ("Deployment", "demo-scheduler") in kube.objects  # the Job runs: the cluster stays
+            runner["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+            await loop.tick()
+            assert ("Deployment", "demo-scheduler") not in kube.objects
+            assert ("Job", "demo-runner") in kube.objects  # its record stays for its TTL
+            assert [call for call in kube.calls if call[0] == "delete"] == [("delete", "Deployment", "demo-scheduler")]
+
+    run(test)
+
+
+def test_a_plain_cluster_reads_no_job() -> None:
+    async def test() -> None:
+        async with dask(0) as (scheduler, _, kube):
+            await controller(scheduler, kube).tick()
+            assert not [call for call in kube.calls if call[1] == "Job"]
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "finished"),
+    [
+        ([], None),
+        ([{"type": "SuccessCriteriaMet", "status": "True"}], None),
+        ([{"type": "Complete", "status": "True"}], "Complete"),
+        ([{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}], "Failed"),
+        ([{"type": "Failed", "status": "False"}], None),
+    ],
+)
+def test_a_job_has_finished_on_its_final_condition_only(conditions: list[Obj], finished: str | None) -> None:
+    assert c.job_finished({"status": {"conditions": conditions}}) == finished
