@@ -187,7 +187,7 @@ def start_job(
             kube.apply(obj)
         if wait:
             wait_cluster(kube, cluster, deadline, progress)
-            wait_runnerstarted(kube, job, deadline, progress)
+            wait_runner_started(kube, job, deadline, progress)
     except BaseException as failure:
         if not keep_on_failure:
             progress(f"start failed: removing job {job.name} and its cluster")
@@ -198,19 +198,19 @@ def start_job(
         raise
 
 
-def wait_runnerstarted(kube: Kube, job: JobSpec, deadline: Deadline, progress: Progress) -> None:
+def wait_runner_started(kube: Kube, job: JobSpec, deadline: Deadline, progress: Progress) -> None:
     """Until the runner's command has started (its installs done, the scheduler answering), failing
     fast on a pod that cannot start (an image that cannot be pulled, say)."""
     name, namespace = job.name, job.cluster.namespace
 
-    def started() -> tuple[bool, str]:
+    def runner_started() -> tuple[bool, str]:
         check_pods(kube, namespace, labels.label_selector(name, "runner"))
         pods = runner_pods(kube, name, namespace)
         if pods and started(pods[-1]):
             return True, f"pod {pods[-1]['metadata']['name']} started"
         return False, (pods[-1].get("status") or {}).get("phase", "Pending") if pods else "no pod yet"
 
-    wait_until(started, f"the runner of job {namespace}/{name}", deadline, progress, POLL_INTERVAL)
+    wait_until(runner_started, f"the runner of job {namespace}/{name}", deadline, progress, POLL_INTERVAL)
 
 
 def follow_job(kube: Kube, job: JobSpec, on_log: Callable[[str], None], progress: Progress) -> JobStatus:

@@ -532,9 +532,12 @@ def test_a_job_whose_caller_is_killed_completes_and_its_cluster_is_gone(
     )
     try:
         assert caller.stdout is not None
+        lines = []
         for line in caller.stdout:  # the runner's log, followed by the caller
+            lines.append(line)
             if line.strip() == "running":
                 break
+        assert lines and lines[-1].strip() == "running", f"the caller ended before the job ran: {lines}"
     finally:
         caller.kill()  # SIGKILL: the caller is gone while the job runs
         caller.wait()
