@@ -14,6 +14,7 @@ rollout -> the runner's start, its log as it runs, and its end.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from buildtools.cluster.job_state import JobStatus, runner_pods, started, status
 from buildtools.cluster.kinds import DEPLOYMENT, JOB
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
-from buildtools.cluster.lifecycle import check_pods, delete_dask_cluster, wait_cluster
+from buildtools.cluster.lifecycle import Workload, check_pods, delete_dask_cluster, wait_rollout
 from buildtools.cluster.render import render_job
 from buildtools.cluster.specs import ClusterSpec, JobSpec, cluster_spec
 from buildtools.cluster.waits import Deadline, Progress, quiet, wait_until
@@ -141,13 +142,12 @@ def run_job(
     if not wait:
         return job_status(job.name, cluster.namespace, kube=kube)
     try:
-        status = follow_job(kube, job, on_log or print_line, progress)
+        status, last = follow_job(kube, job, on_log or print_line, progress)
     except MinimalDaskError as error:
         error.add_note(f"the job goes on in the cluster: buildtools job-status {job.name} -n {cluster.namespace}")
         raise
     if status.state == "failed":
-        last = kube.pod_log(cluster.namespace, status.pod, RUNNER_CONTAINER, tail=LAST_LINES) if status.pod else ""
-        raise JobFailed(job.name, status.pod, status.exit_code, status.reason, last.rstrip())
+        raise JobFailed(job.name, status.pod, status.exit_code, status.reason, "\n".join(last).rstrip())
     return status
 
 
@@ -186,7 +186,9 @@ def start_job(
             progress(f"applying {obj['kind']} {namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
         if wait:
-            wait_cluster(kube, cluster, deadline, progress)
+            # The scheduler only: once it answers the runner may finish at once, and the
+            # controller then deletes the cluster, workers included, while a wait for them runs.
+            wait_rollout(kube, Workload.component(job.name, namespace, "scheduler"), deadline, progress)
             wait_runner_started(kube, job, deadline, progress)
     except BaseException as failure:
         if not keep_on_failure:
@@ -206,6 +208,9 @@ def wait_runner_started(kube: Kube, job: JobSpec, deadline: Deadline, progress: 
     def runner_started() -> tuple[bool, str]:
         check_pods(kube, namespace, labels.label_selector(name, "runner"))
         pods = runner_pods(kube, name, namespace)
+        found = kube.get(JOB, controller.runner_name(name), namespace)
+        if found is None or controller.job_finished(found):
+            return True, "finished"  # (or deleted): follow_job tells how
         if pods and started(pods[-1]):
             return True, f"pod {pods[-1]['metadata']['name']} started"
         return False, (pods[-1].get("status") or {}).get("phase", "Pending") if pods else "no pod yet"
@@ -213,10 +218,14 @@ def wait_runner_started(kube: Kube, job: JobSpec, deadline: Deadline, progress: 
     wait_until(runner_started, f"the runner of job {namespace}/{name}", deadline, progress, POLL_INTERVAL)
 
 
-def follow_job(kube: Kube, job: JobSpec, on_log: Callable[[str], None], progress: Progress) -> JobStatus:
-    """Follow the log of each runner pod in turn (a retry is a new pod) until the Job has finished."""
+def follow_job(
+    kube: Kube, job: JobSpec, on_log: Callable[[str], None], progress: Progress
+) -> tuple[JobStatus, list[str]]:
+    """Follow the log of each runner pod in turn (a retry is a new pod) until the Job has
+    finished; its status and the last lines of the log (kept here: the TTL may delete the pod)."""
     name, namespace = job.name, job.cluster.namespace
     followed: set[str] = set()
+    last: deque[str] = deque(maxlen=LAST_LINES)
     while True:
         found = kube.get(JOB, controller.runner_name(name), namespace)
         if found is None:
@@ -226,7 +235,7 @@ def follow_job(kube: Kube, job: JobSpec, on_log: Callable[[str], None], progress
         unread = [p for p in pods if p["metadata"]["name"] not in followed and started(p)]
         if status.state in ("succeeded", "failed") and not unread:
             progress(status.summary)
-            return status
+            return status, list(last)
         if not unread:
             time.sleep(POLL_INTERVAL)
             continue
@@ -234,4 +243,5 @@ def follow_job(kube: Kube, job: JobSpec, on_log: Callable[[str], None], progress
         progress(f"job {name}: the log of pod {pod}")
         for line in kube.follow_log(namespace, pod, RUNNER_CONTAINER):
             on_log(line)
+            last.append(line)
         followed.add(pod)
