@@ -19,6 +19,8 @@
 #   EXTRA_APT_PACKAGES         Debian packages installed at start (needs root)
 #   EXTRA_APK_PACKAGES         Alpine packages installed at start (needs root)
 #   INSTALL_TIMEOUT            seconds allowed for each install step (default 300)
+#   PYTHON_MISMATCH=refuse|allow  whether the scheduler lets in a client of another Python minor
+#                              (default refuse: its pickled functions can crash the cluster)
 #   MINIMALDASK_CLUSTER        the Kubernetes cluster a scheduler belongs to: it then preloads
 #                              the controller (set by the manifests; docs/AUTOSCALING.md)
 # Lists (ARGUMENTS, EXTRA_*_PACKAGES) are split into words at white space, never globbed.
@@ -45,6 +47,11 @@ install_timeout=${INSTALL_TIMEOUT:-300}
 check_positive INSTALL_TIMEOUT "$install_timeout"
 wait_timeout=${SCHEDULER_WAIT_TIMEOUT:-300}
 check_positive SCHEDULER_WAIT_TIMEOUT "$wait_timeout"
+python_mismatch=${PYTHON_MISMATCH:-refuse}
+case $python_mismatch in
+refuse | allow) ;;
+*) die "PYTHON_MISMATCH must be refuse or allow, got '$python_mismatch'" ;;
+esac
 
 run_install() {  # run_install WHAT COMMAND...: bounded in time, fails loudly
     what=$1
@@ -166,6 +173,7 @@ if [ "$#" -gt 0 ]; then
 fi
 
 CONTROLLER=/usr/local/lib/minimaldask-controller.py
+GUARD=/usr/local/lib/minimaldask-client-guard.py
 port=${PORT:-8786}
 check_port PORT "$port"
 host=${HOST:-}
@@ -182,6 +190,12 @@ false | 0 | no | "")
         [ -r "$CONTROLLER" ] || die "MINIMALDASK_CLUSTER is set, but this image has no readable $CONTROLLER"
         set -- --preload "$CONTROLLER" "$@"
         log "the controller of cluster $MINIMALDASK_CLUSTER runs in the scheduler"
+    fi
+    if [ "$python_mismatch" = refuse ]; then
+        [ -r "$GUARD" ] || die "this image has no readable $GUARD (PYTHON_MISMATCH=allow starts without it)"
+        set -- --preload "$GUARD" "$@"
+    else
+        log "clients of any Python minor are let in (PYTHON_MISMATCH=allow): a function pickled on another minor can crash the cluster"
     fi
     log "starting scheduler on ${host:-*}:$port, dashboard on ${host:-*}:$dashboard_port"
     exec dask scheduler ${host:+--host "$host"} --port "$port" --dashboard-address "$host:$dashboard_port" "$@"

@@ -72,7 +72,9 @@ def main() -> None:
             resources=SMALL_WORKER,
             kubeconfig=str(node.kubeconfig),
             timeout=600,
-            check_python=False,  # library functions only: they pickle by reference
+            # This host's Python may not be the image's: library functions only, which pickle by reference.
+            check_python=False,
+            env={"PYTHON_MISMATCH": "allow"},
         ) as cluster,
         Client(cluster, timeout=60) as client,
     ):

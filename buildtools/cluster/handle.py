@@ -15,7 +15,6 @@ A worker is known by its address, a pod by its IP: the pod of a worker is the on
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -25,6 +24,7 @@ from distributed.deploy import Cluster
 from distributed.utils import Log, Logs, format_dashboard_link
 
 from buildtools.cluster import contract, labels
+from buildtools.cluster.client_guard import mismatch_message, own_minor, python_minor
 from buildtools.cluster.kinds import POD
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
@@ -60,11 +60,6 @@ class HandleOptions:
         """The handle's options among keywords, removed from them; the others stay."""
         names = [option.name for option in fields(cls)]
         return cls(**{name: keywords.pop(name) for name in names if name in keywords})
-
-
-def python_minor(versions: dict[str, Any]) -> str:
-    """ "3.13" from a `get_versions()` answer ({"host": {"python": "3.13.5.final.0", ...}})."""
-    return ".".join(str(versions.get("host", {}).get("python", "?")).split(".")[:2])
 
 
 class DaskCluster(WorkerScaling, Cluster):
@@ -190,13 +185,10 @@ class DaskCluster(WorkerScaling, Cluster):
         )
 
     def _check_python(self, versions: dict[str, Any]) -> None:
-        client, scheduler = f"{sys.version_info.major}.{sys.version_info.minor}", python_minor(versions)
-        if client != scheduler:
-            raise VersionMismatchError(
-                f"cluster {self.namespace}/{self.name} runs Python {scheduler}, this client Python {client}: "
-                f"functions pickled here can crash its scheduler. Use the image of your Python "
-                f"(tag <dask>-py{client}), or a client on Python {scheduler}; check_python=False skips this check"
-            )
+        client, scheduler = own_minor(), python_minor(versions)
+        if scheduler is not None and client != scheduler:
+            where, skip = f"cluster {self.namespace}/{self.name}", "check_python=False skips this check"
+            raise VersionMismatchError(mismatch_message(where, scheduler, client, skip))
 
     @property
     def dashboard_link(self) -> str:

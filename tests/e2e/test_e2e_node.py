@@ -3,9 +3,9 @@ CoreDNS and a containerd of its own; pods really run, pull from the local regist
 private bridge. The Dask client runs on the host and reaches the scheduler through the port-forward
 that DaskCluster opens over the API server.
 
-The host's client is Python 3.11 and the Debian image Python 3.13: the clusters here are started
-with check_python=False, and their tasks are library functions, pickled by reference (a function
-defined here would crash the scheduler: test_a_python_minor_mismatch_... shows it).
+The clusters run the image of the host client's Python minor (3.11 here), as a user's would;
+test_a_python_minor_mismatch_... runs the default image (3.13) to show that both the handle and
+the scheduler refuse a client of another minor.
 
 The node is started once per session and stopped at the end (MINIMALDASK_NODE_KEEP=1 keeps it up).
 It is never skipped: when it cannot start, every test here fails with the tail of its logs.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,9 +24,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from distributed import Client, KilledWorker, wait
+from distributed import Client, wait
 
 from buildtools.cluster import labels
+from buildtools.cluster.client_guard import own_minor
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, start_dask_cluster
 from buildtools.cluster.jobs import JobStatus, job_status, run_job
 from buildtools.cluster.kinds import DEPLOYMENT, POD, REPLICASET, SERVICE, SERVICE_ACCOUNT
@@ -33,6 +35,7 @@ from buildtools.cluster.kube import Kube
 from buildtools.cluster.lifecycle import CLUSTER_KINDS
 from buildtools.errors import ConfigError, ImagePullError, JobFailed, VersionMismatchError
 from buildtools.settings import REPO_ROOT, Settings
+from tests.conftest import DEBIAN
 from tests.helpers.node import Node, NodeError
 
 pytestmark = pytest.mark.node
@@ -65,9 +68,11 @@ def kube(node: Node) -> Kube:
 
 
 @pytest.fixture(scope="session")
-def debian_ref(debian_image: str) -> str:
-    """The Debian image from the plan, in the local registry (built by the suite when missing)."""
-    return debian_image
+def debian_ref(debian_images: dict[str, str]) -> str:
+    """The Debian image of this client's Python minor, in the local registry (built by the suite)."""
+    if own_minor() not in debian_images:
+        pytest.fail(f"no Debian image for this client's Python {own_minor()}: {sorted(debian_images)}", pytrace=False)
+    return debian_images[own_minor()]
 
 
 # Small enough for 20 workers on the one node (2 cores), with room for the scheduler.
@@ -82,7 +87,6 @@ def start(node: Node, name: str, image: str, **fields: Any) -> DaskCluster:
             image=image,
             kubeconfig=str(node.kubeconfig),
             timeout=START_TIMEOUT,
-            check_python=False,
             **fields,
         )
     except Exception as e:
@@ -191,37 +195,34 @@ def test_adapt_scales_up_under_load_and_down_when_idle_keeping_every_key(dask_cl
         assert float(x.sum().compute()) == 2000 * 2000
 
 
-def test_a_python_minor_mismatch_crashes_the_scheduler_and_the_guard_refuses_it_first(
-    node: Node, debian_ref: str
+def test_a_client_of_another_python_minor_is_refused_by_the_handle_and_by_the_scheduler_which_keeps_its_workers(
+    node: Node, debian_image: str
 ) -> None:
     def offset(x: int) -> int:  # defined here: pickled by value, as 3.11 bytecode, reading a global
         return x + OFFSET
 
-    with start(node, "e2e-python", debian_ref, n_workers=1, resources=SMALL_WORKER) as cluster:
-        # The guard: attaching as this client (3.11) to the image's scheduler (3.13) fails, no task sent.
-        with pytest.raises(VersionMismatchError, match=r"runs Python 3\.13, this client Python 3\.11.*check_python"):
+    other = DEBIAN.default_python
+    assert other != own_minor(), f"the default image runs this client's Python {other}: nothing to mismatch"
+    with start(node, "e2e-python", debian_image, n_workers=2, resources=SMALL_WORKER, check_python=False) as cluster:
+        cluster.wait_for_workers(2, timeout=START_TIMEOUT)
+        # The handle's check: attaching fails before any client registers with the scheduler.
+        minors = rf"runs Python {re.escape(other)}, this client Python {re.escape(own_minor())}"
+        with pytest.raises(VersionMismatchError, match=rf"{minors}.*check_python"):
             DaskCluster.from_name("e2e-python", NAMESPACE, kubeconfig=str(node.kubeconfig))
-        # Without it (check_python=False, as `start` here passes): every worker is lost, and the
-        # map never gives a result.
-        with Client(cluster, timeout=60) as client:
-            client.wait_for_workers(1, timeout=START_TIMEOUT)
-            futures = client.map(offset, range(5))
-            with pytest.raises((KilledWorker, TimeoutError)):
-                wait(futures, timeout=90)
-                client.gather(futures)
+        # A plain distributed.Client (the handle's check off): the scheduler refuses it at connect,
+        # so the map that crashed every worker before the guard (a 3.11 function) is never sent.
+        refusal = rf"{minors}.*-py{re.escape(own_minor())}\).*PYTHON_MISMATCH=allow"
+        with pytest.raises(ImportError, match=refusal), Client(cluster, timeout=60) as client:
+            wait(client.map(offset, range(5)), timeout=90)
+        assert len(cluster.scheduler_info["workers"]) == 2
         scheduler_log = "\n".join(cluster.get_logs(cluster=False, workers=False).values())
-        # The scheduler fails to pickle the task again (IndexError in dis, seen from a script's
-        # __main__ function) or its workers die running it (seen with this test's function).
-        assert "Lost all workers" in scheduler_log, scheduler_log[-3000:]
-        crashed = ("IndexError: tuple index out of range", "workers died while trying to run it")
-        assert any(symptom in scheduler_log for symptom in crashed), scheduler_log[-3000:]
+        assert "refused client" in scheduler_log and f"Python {own_minor()}" in scheduler_log, scheduler_log[-3000:]
+        assert "Lost all workers" not in scheduler_log, scheduler_log[-3000:]
 
 
 def test_an_asynchronous_handle_attaches_in_async_code(node: Node, dask_cluster: DaskCluster) -> None:
     async def attach_and_compute() -> int:
-        handle = DaskCluster.from_name(
-            "e2e", NAMESPACE, kubeconfig=str(node.kubeconfig), check_python=False, asynchronous=True
-        )
+        handle = DaskCluster.from_name("e2e", NAMESPACE, kubeconfig=str(node.kubeconfig), asynchronous=True)
         async with handle as cluster, Client(cluster, asynchronous=True) as client:
             return int(await client.submit(sum, [4, 5]))
 
@@ -325,7 +326,7 @@ STARTER = """
 import sys, time
 from buildtools.cluster.deploy import start_dask_cluster
 cluster = start_dask_cluster("walk", namespace=sys.argv[1], image=sys.argv[2], kubeconfig=sys.argv[3],
-                             timeout=600, check_python=False, n_workers=1,
+                             timeout=600, n_workers=1,
                              resources={"worker": {"requests": {"cpu": "10m", "memory": "64Mi"}}})
 cluster.adapt(minimum=0, maximum=4)
 print("adapting", flush=True)
@@ -353,7 +354,7 @@ def test_adapt_goes_on_after_the_client_process_is_killed_from_zero_and_back_kee
         # Nothing to do: the controller scales the one worker down to 0.
         wait_for(lambda: not worker_pods(kube, "walk"), "scale to 0 worker pods", START_TIMEOUT)
         with (
-            DaskCluster.from_name("walk", NAMESPACE, kubeconfig=str(node.kubeconfig), check_python=False) as cluster,
+            DaskCluster.from_name("walk", NAMESPACE, kubeconfig=str(node.kubeconfig)) as cluster,
             Client(cluster, timeout=60) as client,
         ):
             x = da.ones((2000, 2000), chunks=(500, 500)).persist()  # work from 0 workers brings one back
@@ -550,3 +551,25 @@ def test_a_job_whose_caller_is_killed_completes_and_its_cluster_is_gone(
 
     wait_for(succeeded, "job-orphan to complete without its caller", 120)
     wait_gone("the objects of job job-orphan (TTL 10 s + 30 s)", lambda: objects_left(kube, "job-orphan"), 40)
+
+
+def test_the_job_command_follows_the_runner_exits_with_its_code_and_job_status_tells_later(
+    node: Node, kube: Kube, debian_ref: str
+) -> None:
+    kubeconfig = ["--namespace", NAMESPACE, "--kubeconfig", str(node.kubeconfig)]
+    script = "import sys; print('from the runner', flush=True); sys.exit(3)"
+    job = subprocess.run(
+        [sys.executable, "-m", "buildtools", "job", "job-cli", "--image", debian_ref, "--workers", "1", *kubeconfig,
+         "--ttl", "300", "--", "python", "-c", script],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=START_TIMEOUT,
+    )  # fmt: skip
+    assert job.returncode == 3, job.stderr
+    assert "from the runner" in job.stdout.splitlines(), job.stdout
+    assert "job job-cli failed (pod job-cli-runner-" in job.stderr and "Traceback" not in job.stderr, job.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "buildtools", "job-status", "job-cli", *kubeconfig],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 1 and "failed" in status.stdout, status.stdout + status.stderr
+    delete_dask_cluster("job-cli", NAMESPACE, kubeconfig=str(node.kubeconfig))
+    assert objects_left(kube, "job-cli") == []

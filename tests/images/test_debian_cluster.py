@@ -5,6 +5,7 @@ Containers use the host network with every server bound to 127.0.0.1.
 
 from __future__ import annotations
 
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 from python_on_whales import Container, docker
 
+from tests.conftest import DEBIAN
 from tests.helpers.host import free_port, platform_env
 
 pytestmark = pytest.mark.images
@@ -62,7 +64,10 @@ def http_get(url: str, timeout: float) -> str:
 def cluster(request: pytest.FixtureRequest, debian_image: str) -> Iterator[LocalCluster]:
     platform = str(request.param)
     port, dashboard = free_port(), free_port()
-    scheduler = start(debian_image, platform, {"PORT": str(port), "DASHBOARD_PORT": str(dashboard)})
+    # The clients here are this host's Python (3.11), the image's another: let them in, their
+    # tasks are library functions, pickled by reference (test_a_client_of_another_minor_... is the default).
+    allow = {"PYTHON_MISMATCH": "allow"}
+    scheduler = start(debian_image, platform, {"PORT": str(port), "DASHBOARD_PORT": str(dashboard), **allow})
     address = f"tcp://127.0.0.1:{port}"
     workers = [
         start(debian_image, platform, {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": address, "WORKER_NTHREADS": "1"})
@@ -113,3 +118,34 @@ def test_docker_stop_closes_the_worker_gracefully(cluster: LocalCluster, debian_
         assert "Worker closed" in logs and "killed by signal" not in logs, logs
     finally:
         worker.remove(force=True)
+
+
+# Runs in the scheduler's container (the image's Python): how many workers, and a sum on them.
+IN_IMAGE_CLIENT = """
+import sys
+from distributed import Client
+with Client(sys.argv[1], timeout=120) as client:
+    client.wait_for_workers(1, timeout=120)
+    print(len(client.scheduler_info()["workers"]), client.submit(sum, [20, 22]).result(timeout=120))
+"""
+
+
+def test_a_client_of_another_python_minor_is_refused_at_connect_and_the_workers_stay(debian_image: str) -> None:
+    from distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = start(debian_image, "linux/amd64", {"PORT": str(port), "DASHBOARD_PORT": str(free_port())})
+    worker = start(debian_image, "linux/amd64", {"WORKER": "true", "DASK_SCHEDULER_ADDRESS": address})
+    try:
+        in_image = ["python", "-c", IN_IMAGE_CLIENT, address]
+        assert docker.execute(scheduler, in_image).split() == ["1", "42"]
+        mine, image = f"{sys.version_info.major}.{sys.version_info.minor}", DEBIAN.default_python
+        assert mine != image, "this host runs the image's Python: nothing to mismatch"
+        with pytest.raises(ImportError, match=rf"runs Python {image}, this client Python {mine}: .*-py{mine}\)"):
+            Client(address, timeout=60)
+        assert docker.execute(scheduler, in_image).split() == ["1", "42"]
+        assert "refused client" in docker.logs(scheduler)
+    finally:
+        for container in (worker, scheduler):
+            container.remove(force=True)

@@ -103,13 +103,22 @@ def test_no_compiler_caches_or_package_lists(host: testinfra.host.Host) -> None:
     assert host.check_output("find / -xdev -name '*.whl' 2>/dev/null | head -1") == ""
 
 
-def test_the_controller_is_the_repositorys_and_loads_as_the_image_user(host: testinfra.host.Host) -> None:
-    controller = host.file("/usr/local/lib/minimaldask-controller.py")
-    assert controller.user == "root" and controller.mode == 0o644
-    assert controller.content_string == (REPO_ROOT / "buildtools" / "cluster" / "controller.py").read_text()
+@pytest.mark.parametrize(
+    ("source", "installed", "name", "value"),
+    [
+        ("controller.py", "minimaldask-controller.py", "PERIOD", "1.0"),
+        ("client_guard.py", "minimaldask-client-guard.py", "ALLOW_VARIABLE", "PYTHON_MISMATCH"),
+    ],
+)
+def test_the_schedulers_preloads_are_the_repositorys_and_load_as_the_image_user(
+    host: testinfra.host.Host, source: str, installed: str, name: str, value: str
+) -> None:
+    preload = host.file(f"/usr/local/lib/{installed}")
+    assert preload.user == "root" and preload.mode == 0o644
+    assert preload.content_string == (REPO_ROOT / "buildtools" / "cluster" / source).read_text()
     # As the scheduler's preload imports it: readable by the image user, distributed found.
-    code = "import runpy; m = runpy.run_path('/usr/local/lib/minimaldask-controller.py'); print(m['PERIOD'])"
-    assert host.check_output(f'python -c "{code}"') == "1.0"
+    code = f"import runpy; m = runpy.run_path('/usr/local/lib/{installed}'); print(m['{name}'])"
+    assert host.check_output(f'python -c "{code}"') == value
 
 
 def test_other_commands_run_instead(image: str, platform: str) -> None:
@@ -144,6 +153,7 @@ def test_a_scheduler_and_a_worker_of_the_image_compute(image: str, platform: str
         ({"PORT": "http"}, "PORT must be a port number (0-65535), got 'http'"),
         ({"DASHBOARD_PORT": "70000"}, "DASHBOARD_PORT must be a port number (0-65535), got '70000'"),
         ({"INSTALL_TIMEOUT": "0"}, "INSTALL_TIMEOUT must be a positive integer, got '0'"),
+        ({"PYTHON_MISMATCH": "sometimes"}, "PYTHON_MISMATCH must be refuse or allow, got 'sometimes'"),
         ({"WORKER": "true", "WORKER_NTHREADS": "many"}, "WORKER_NTHREADS must be a positive integer, got 'many'"),
         (
             {"WORKER": "true", "SCHEDULER_WAIT_TIMEOUT": "soon"},

@@ -14,6 +14,10 @@ from tests.helpers.kwok_cluster import GPU_NODE, NODES, add_fake_node, api_clien
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> Iterator[str]:
+    # A fresh control plane each session: one left by an earlier session (its processes gone
+    # with a reboot, its etcd full of old namespaces) was restarted once and then left a
+    # scheduler Deployment at 0/1 ready for 120 s.
+    stop_cluster("minimaldask-test")
     path = start_cluster("minimaldask-test")
     for name, (arch, taints) in NODES.items():
         add_fake_node(path, name, arch=arch, taints=taints, **(GPU_NODE if name.startswith("gpu") else {}))

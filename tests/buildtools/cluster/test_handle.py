@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
+from buildtools.cluster.client_guard import python_minor
 from buildtools.cluster.deploy import given_fields
-from buildtools.cluster.handle import HandleOptions, python_minor
+from buildtools.cluster.handle import HandleOptions
 from buildtools.cluster.render import spec_annotation
 from buildtools.cluster.specs import ClusterSpec, cluster_spec
 
@@ -16,7 +17,7 @@ IMAGE = "registry.example:5000/minimaldask/debian:2026.8.0-py3.13"
 
 def test_python_minor_of_a_versions_answer() -> None:
     assert python_minor({"host": {"python": "3.13.5.final.0", "OS": "Linux"}}) == "3.13"
-    assert python_minor({}) == "?"
+    assert python_minor({}) is None
 
 
 def test_the_stored_spec_gives_the_same_cluster_back_with_the_live_workers() -> None:

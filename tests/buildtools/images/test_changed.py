@@ -84,4 +84,8 @@ def test_unknown_ref_is_a_clear_error(repo: Path) -> None:
 
 
 def test_the_build_context_outside_images_is_read_from_dockerignore() -> None:
-    assert context_files() == ("entrypoint.sh", "buildtools/cluster/controller.py")
+    assert context_files() == (
+        "entrypoint.sh",
+        "buildtools/cluster/controller.py",
+        "buildtools/cluster/client_guard.py",
+    )
