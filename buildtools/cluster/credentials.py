@@ -1,0 +1,98 @@
+"""A cluster's own TLS credentials (docs/TLS.md): made at its first start, kept in a Secret that
+the cluster owns (deleted with it), read back by a handle that attaches.
+
+One self-signed certificate and its key serve every role (scheduler, workers, clients), as
+dask-gateway and `distributed.security.Security.temporary` do: Dask checks the chain, not host
+names, so the certificate is the cluster's identity and whoever holds the key is its member.
+The material lives in memory and in the Secret only: never in an image, a log, an annotation
+or a rendered manifest.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from buildtools.cluster.contract import TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE
+from buildtools.errors import ConfigError
+
+# Long enough to outlive any cluster; the cluster's deletion ends the key's use.
+VALIDITY = datetime.timedelta(days=3650)
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """PEM texts; repr=False keeps the key out of tracebacks and logs."""
+
+    ca: str
+    certificate: str
+    key: str
+
+    def secret_data(self) -> dict[str, str]:
+        """The Secret's data (base64), under the keys the pods mount."""
+        files = {TLS_CA_FILE: self.ca, TLS_CERT_FILE: self.certificate, TLS_KEY_FILE: self.key}
+        return {name: base64.b64encode(text.encode()).decode() for name, text in files.items()}
+
+    def security(self) -> Any:
+        """A `distributed.security.Security` for a client of the cluster (in memory, encryption required)."""
+        from distributed.security import Security
+
+        return Security(
+            tls_ca_file=self.ca,
+            tls_client_cert=self.certificate,
+            tls_client_key=self.key,
+            require_encryption=True,
+        )
+
+
+def generate(cluster: str, namespace: str) -> Credentials:
+    """A new key and self-signed certificate for cluster `namespace/cluster`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"dask-{namespace}-{cluster}"[:64])])
+    now = datetime.datetime.now(datetime.UTC)
+    service = f"{cluster}-scheduler"
+    names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", "localhost"]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))  # clocks of nodes differ a little
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return Credentials(
+        ca=pem,
+        certificate=pem,
+        key=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    )
+
+
+def from_secret(secret: dict[str, Any]) -> Credentials:
+    """The credentials a cluster's Secret holds; a Secret without them is a one-line error."""
+    data = secret.get("data") or {}
+    name = secret["metadata"]["name"]
+    files = (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE)
+    missing = [file for file in files if not data.get(file)]
+    if missing:
+        raise ConfigError(f"TLS Secret {name} has no {', '.join(missing)}: it needs ca.crt, tls.crt and tls.key")
+    ca, certificate, key = (
+        base64.b64decode(data[file]).decode() for file in (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE)
+    )
+    return Credentials(ca=ca, certificate=certificate, key=key)
