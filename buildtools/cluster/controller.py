@@ -95,6 +95,11 @@ def worker_name(cluster: str, group: str | None = None) -> str:
     return f"{cluster}-worker" + (f"-{group}" if group else "")
 
 
+def network_policy_name(cluster: str) -> str:
+    """The cluster's NetworkPolicy: it covers every pod of the cluster, not one component's."""
+    return f"{cluster}-dask"
+
+
 # Kind -> (API path prefix, plural): the kinds a cluster is made of, and what the controller touches.
 KINDS = {
     "Deployment": ("/apis/apps/v1", "deployments"),
@@ -104,9 +109,16 @@ KINDS = {
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "Pod": ("/api/v1", "pods"),
     "Job": ("/apis/batch/v1", "jobs"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
 }
-# Adopted by name (a Role can restrict get and patch to these names, not list).
-OWNED_BY_NAME = ("Service", "ServiceAccount", "Role", "RoleBinding")
+
+
+def owned_by_name(cluster: str) -> list[tuple[str, str]]:
+    """The (kind, name) of the objects adopted by name (a Role can restrict get and patch to
+    names, not list): the scheduler's Service and identity, and the cluster's NetworkPolicy
+    (asked for even when the spec turned it off: a 404, and nothing to adopt)."""
+    scheduler = [(kind, root_name(cluster)) for kind in ("Service", "ServiceAccount", "Role", "RoleBinding")]
+    return [*scheduler, ("NetworkPolicy", network_policy_name(cluster))]
 
 
 def permissions(cluster: str, groups: Iterable[str] = (), job: bool = False) -> list[Obj]:
@@ -131,7 +143,7 @@ def permissions(cluster: str, groups: Iterable[str] = (), job: bool = False) -> 
         rule("Deployment", ["get", "patch"], [root_name(cluster), *worker_names]),
         rule("Deployment", ["delete"], own),
         rule("Pod", ["list", "patch"]),
-        *(rule(kind, ["get", "patch"], own) for kind in OWNED_BY_NAME),
+        *(rule(kind, ["get", "patch"], [name]) for kind, name in owned_by_name(cluster)),
         *([rule("Job", ["get"], [runner_name(cluster)])] if job else []),
     ]
 
@@ -411,8 +423,8 @@ class Controller:
     async def adopt(self, root: Obj, workers: Iterable[Obj]) -> int:
         """Give every object of the cluster the root as owner; returns how many were adopted."""
         found = [("Deployment", obj) for obj in workers]
-        for kind in OWNED_BY_NAME:
-            if (obj := await self.call(self.kube.get, kind, root_name(self.cluster))) is not None:
+        for kind, name in owned_by_name(self.cluster):
+            if (obj := await self.call(self.kube.get, kind, name)) is not None:
                 found.append((kind, obj))
         orphans = [(kind, obj, owners) for kind, obj in found if (owners := adopted_owners(obj, root)) is not None]
         for kind, obj, owners in orphans:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from buildtools.cluster import preflight
+from buildtools.cluster.controller import network_policy_name
 from buildtools.cluster.handle import DaskCluster, HandleOptions
-from buildtools.cluster.kinds import DAEMONSET, POD
+from buildtools.cluster.kinds import DAEMONSET, NETWORK_POLICY, POD
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.lifecycle import (
     Workload,
@@ -113,7 +114,7 @@ def start_dask_cluster(
     deadline = Deadline.after(timeout)
     given = given_fields(spec, fields) | ({"name": name} if name is not None else {})
     first = cluster_spec(given)  # bad input fails here, before anything talks to Kubernetes
-    if first.service_type != "ClusterIP" and not first.use_tls:
+    if first.exposed and not first.use_tls:
         warnings.warn(
             f"cluster {first.name}: the scheduler is exposed outside the cluster ({first.service_type}) "
             "WITHOUT TLS: anyone who reaches it can run code on your workers; pass tls_secret=...",
@@ -166,6 +167,9 @@ def _deploy(
         for obj in objects:
             progress(f"applying {obj['kind']} {spec.namespace}/{obj['metadata']['name']}")
             kube.apply(obj)
+        if not created and not spec.network_policy:
+            # Turned off on a running cluster: an apply never removes what is no longer rendered.
+            kube.delete(NETWORK_POLICY, network_policy_name(spec.name), spec.namespace)
         if wait:
             wait_cluster(kube, objects, deadline, progress)
     except BaseException as failure:

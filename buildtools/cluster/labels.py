@@ -17,6 +17,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_CLUSTER = CLUSTER_LABEL
 LABEL_COMPONENT = COMPONENT_LABEL
 LABEL_GROUP = GROUP_LABEL
+# On a pod that is a client of cluster NAME (a notebook, a service), with the value NAME: the
+# cluster's NetworkPolicy lets it in (docs/TLS.md). Set by users on their own pods, never by minimaldask.
+LABEL_CLIENT_OF = "minimaldask/client-of"
 BASE_LABELS = {LABEL_NAME: "dask", LABEL_MANAGED_BY: "minimaldask"}
 # Set on every object from the cluster's name: a spec's own labels must not set them.
 MANAGED_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_CLUSTER, LABEL_COMPONENT, LABEL_GROUP)

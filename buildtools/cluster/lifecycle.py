@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from buildtools.cluster import controller, labels
-from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, JOB, POD, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT, Kind
+from buildtools.cluster.kinds import (
+    DAEMONSET,
+    DEPLOYMENT,
+    JOB,
+    NETWORK_POLICY,
+    POD,
+    ROLE,
+    ROLE_BINDING,
+    SERVICE,
+    SERVICE_ACCOUNT,
+    Kind,
+)
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
 from buildtools.cluster.waits import (
@@ -29,7 +40,7 @@ from buildtools.errors import DeployError
 
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
 # pods go with them (foreground deletion), and the wait for deletion watches those too.
-CLUSTER_KINDS = (JOB, DEPLOYMENT, DAEMONSET, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
+CLUSTER_KINDS = (JOB, DEPLOYMENT, DAEMONSET, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, NETWORK_POLICY)
 WATCHED_KINDS = (*CLUSTER_KINDS, POD)
 # A rollout's or a deletion's state is one small object (or a list of one) polled this often;
 # the pods of a rollout (hundreds) are listed for failures less often.

@@ -134,10 +134,24 @@ def _component(
     }
 
 
+def network_policy_context(spec: ClusterSpec) -> dict[str, Any]:
+    """The cluster's NetworkPolicy: every pod carrying the cluster's label (scheduler, workers of
+    every group, a batch job's runner), let in from those same pods and from the namespace's pods
+    labelled as the cluster's clients."""
+    own = {labels.LABEL_CLUSTER: spec.name}
+    return {
+        "name": controller.network_policy_name(spec.name),
+        "labels": {**spec.labels, **labels.cluster_labels(spec.name)},
+        "selector": own,
+        "peers": [own, {labels.LABEL_CLIENT_OF: spec.name}],
+    }
+
+
 def cluster_context(spec: ClusterSpec, job: bool = False) -> dict[str, Any]:
     """What the cluster's templates are rendered with (a batch job's cluster: `job`)."""
     return {
         "spec": spec,
+        "network_policy": network_policy_context(spec),
         "service_name": labels.scheduler_service_name(spec.name),
         "scheduler": _component(
             spec,
@@ -159,16 +173,23 @@ def worker_context(spec: ClusterSpec, group: str | None) -> dict[str, Any]:
     return {"spec": group_spec, "worker": _component(group_spec, "worker", ports, group)}
 
 
-SCHEDULER_TEMPLATES = ("scheduler-rbac.yaml.j2", "scheduler-service.yaml.j2", "scheduler-deployment.yaml.j2")
+# The templates rendered once per cluster, with cluster_context (the workers' once per group).
+CLUSTER_TEMPLATES = (
+    "network-policy.yaml.j2",
+    "scheduler-rbac.yaml.j2",
+    "scheduler-service.yaml.j2",
+    "scheduler-deployment.yaml.j2",
+)
 
 
 def render_cluster(spec: ClusterSpec, job: bool = False) -> list[dict[str, Any]]:
-    """The scheduler's ServiceAccount, Role and RoleBinding, its Service, its Deployment (the
+    """The cluster's NetworkPolicy (unless turned off; first: in place before a Dask pod starts),
+    the scheduler's ServiceAccount, Role and RoleBinding, its Service, its Deployment (the
     cluster's root, which the controller makes every other object's owner), then the workers'
     Deployments (the default group's, then each worker group's), in that order: each exists
     before what refers to it. The cluster of a batch job (`job`) follows its runner Job."""
     context = cluster_context(spec, job)
-    objects = [obj for template in SCHEDULER_TEMPLATES for obj in _load(render_template(template, **context))]
+    objects = [obj for template in CLUSTER_TEMPLATES for obj in _load(render_template(template, **context))]
     for group in (None, *spec.worker_groups):
         objects += _load(render_template("worker-deployment.yaml.j2", **worker_context(spec, group)))
     return objects

@@ -78,6 +78,10 @@ class ClusterSpec(SpecModel):
     ] = "ClusterIP"
     tls_secret: k.DnsSubdomain | None = None
     """A Secret with ca.crt, tls.crt and tls.key: Dask's comms then require TLS (docs/TLS.md)."""
+    network_policy: bool = True
+    """A NetworkPolicy <name>-dask: the cluster's pods take connections only from one another and
+    from the namespace's pods labelled minimaldask/client-of: <name> (an exposed scheduler's two
+    ports from anywhere). false: no policy (docs/TLS.md)."""
     image_pull_secrets: k.Names = ()
     placement: ClusterPlacement = ClusterPlacement()
     """Node selector, tolerations and affinity of the scheduler and of the workers, apart."""
@@ -148,6 +152,11 @@ class ClusterSpec(SpecModel):
     @property
     def use_tls(self) -> bool:
         return self.tls_secret is not None
+
+    @property
+    def exposed(self) -> bool:
+        """The scheduler is reachable from outside the cluster (a NodePort or LoadBalancer Service)."""
+        return self.service_type != "ClusterIP"
 
 
 def cluster_spec(spec: ClusterSpec | Mapping[Any, Any] | None = None, **fields: Any) -> ClusterSpec:

@@ -324,6 +324,7 @@ def test_adoption_makes_the_root_the_owner_of_every_other_object_once() -> None:
                 ("Role", "demo-scheduler"),
                 ("RoleBinding", "demo-scheduler"),
                 ("Service", "demo-scheduler"),
+                ("NetworkPolicy", "demo-dask"),
                 ("Deployment", "demo-worker"),
             }
             workers = kube.list("Deployment", f"{c.CLUSTER_LABEL}={NAME},{c.COMPONENT_LABEL}=worker")
@@ -350,11 +351,18 @@ def test_the_role_grants_exactly_the_calls_the_controller_makes() -> None:
         ("pods", "patch"),
         *(
             (plural, verb)
-            for plural in ("services", "serviceaccounts", "roles", "rolebindings")
+            for plural in ("services", "serviceaccounts", "roles", "rolebindings", "networkpolicies")
             for verb in ("get", "patch")
         ),
     }
-    assert json.dumps(rules).count('"resourceNames"') == 6
+    assert json.dumps(rules).count('"resourceNames"') == 7
+    policy = next(rule for rule in rules if rule["resources"] == ["networkpolicies"])
+    assert policy == {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["get", "patch"],
+        "resourceNames": ["demo-dask"],
+    }
 
 
 def test_for_a_cluster_of_one_group_the_target_is_distributeds_adaptive_target() -> None:

@@ -17,7 +17,16 @@ import pytest
 from buildtools.cluster import controller as c
 from buildtools.cluster import labels
 from buildtools.cluster.deploy import start_dask_cluster
-from buildtools.cluster.kinds import DEPLOYMENT, POD, REPLICASET, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
+from buildtools.cluster.kinds import (
+    DEPLOYMENT,
+    NETWORK_POLICY,
+    POD,
+    REPLICASET,
+    ROLE,
+    ROLE_BINDING,
+    SERVICE,
+    SERVICE_ACCOUNT,
+)
 from buildtools.cluster.kube import Kube, load_api_client
 from buildtools.cluster.waits import wait_until
 from buildtools.settings import REPO_ROOT
@@ -26,7 +35,7 @@ from tests.helpers.kwok_cluster import service_account_token
 pytestmark = pytest.mark.k8s
 
 IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"
-KINDS = [DEPLOYMENT, REPLICASET, POD, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING]
+KINDS = [DEPLOYMENT, REPLICASET, POD, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, NETWORK_POLICY]
 
 
 def start(kubeconfig: str, namespace: str, name: str, **fields: Any) -> None:
@@ -85,10 +94,12 @@ def test_kubectl_delete_of_the_root_removes_every_object_of_an_adopted_cluster(k
         "ServiceAccount": 1,
         "Role": 1,
         "RoleBinding": 1,
+        "NetworkPolicy": 1,
     }
     api = as_scheduler(kubeconfig, namespace, "gc")
-    # The two worker Deployments (the default group's and big's), the Service, the account, its Role and binding.
-    assert adopt(api, "gc") == 6
+    # The two worker Deployments (the default group's and big's), the Service, the account, its Role and
+    # binding, and the NetworkPolicy.
+    assert adopt(api, "gc") == 7
     assert adopt(api, "gc") == 0
     kubectl(kubeconfig, "delete", "deployment", "gc-scheduler", "--namespace", namespace, "--wait=false")
     wait_gone(kubeconfig, namespace, "gc")

@@ -20,7 +20,7 @@ from buildtools.cluster import contract, labels, preflight
 from buildtools.cluster import kube as kube_module
 from buildtools.cluster.controller import DELETION_COST, RETIRED_COST
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
-from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, NODE, POD, REPLICASET, SERVICE, Kind
+from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, NETWORK_POLICY, NODE, POD, REPLICASET, SERVICE, Kind
 from buildtools.cluster.kube import Kube, in_cluster
 from buildtools.cluster.reach import PortForward
 from buildtools.cluster.render import render_cluster, render_rbac
@@ -60,7 +60,16 @@ def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[
     selector = labels.label_selector(cluster)
     kube = Kube.connect(kubeconfig)
     found = {}
-    for kind in [DEPLOYMENT, REPLICASET, DAEMONSET, SERVICE, POD, Kind("v1", "ConfigMap"), Kind("v1", "Secret")]:
+    for kind in [
+        DEPLOYMENT,
+        REPLICASET,
+        DAEMONSET,
+        SERVICE,
+        NETWORK_POLICY,
+        POD,
+        Kind("v1", "ConfigMap"),
+        Kind("v1", "Secret"),
+    ]:
         names = [o["metadata"]["name"] for o in kube.list(kind, namespace, selector)]
         if names:
             found[kind.name] = names
@@ -86,6 +95,7 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     found = objects_of(kubeconfig, namespace, "c1")
     assert found["Deployment"] == ["c1-scheduler", "c1-worker"]
     assert found["Service"] == ["c1-scheduler"]
+    assert found["NetworkPolicy"] == ["c1-dask"]
     assert len(found["Pod"]) == 3
 
     kube = Kube.connect(kubeconfig)
@@ -113,7 +123,7 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     cluster.wait_for_pods(timeout=120)
     assert len(objects_of(kubeconfig, namespace, "c1")["Pod"]) == 6
 
-    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 6
+    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 7
     assert objects_of(kubeconfig, namespace, "c1") == {}
     assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig) == 0  # idempotent
 
@@ -178,6 +188,20 @@ def test_reapplying_changes_only_the_fields_given(kubeconfig: str, namespace: st
     assert container["resources"]["limits"] == limits
     assert {e["name"]: e.get("value") for e in container["env"]}["A"] == "2"
     assert again.spec.n_workers == 4 and again.spec.env == {"A": "2"}
+
+
+def test_the_network_policy_comes_with_the_cluster_and_goes_when_turned_off(kubeconfig: str, namespace: str) -> None:
+    start("np", namespace=namespace, image=IMAGE, n_workers=0, timeout=120, kubeconfig=kubeconfig)
+    kube = Kube.connect(kubeconfig)
+    policy = kube.get(NETWORK_POLICY, "np-dask", namespace)
+    assert policy is not None and policy["spec"]["podSelector"] == {"matchLabels": {labels.LABEL_CLUSTER: "np"}}
+    # Turned off on the running cluster: the applied policy is deleted (an apply alone would leave it).
+    start("np", namespace=namespace, network_policy=False, timeout=120, kubeconfig=kubeconfig)
+    assert kube.get(NETWORK_POLICY, "np-dask", namespace) is None
+    # A later re-apply keeps it off (the stored spec), and the deletion finds nothing more of it.
+    start("np", namespace=namespace, n_workers=1, timeout=120, kubeconfig=kubeconfig)
+    assert "NetworkPolicy" not in objects_of(kubeconfig, namespace, "np")
+    assert delete_dask_cluster("np", namespace, kubeconfig=kubeconfig) == 6
 
 
 def test_the_forward_re_picks_a_ready_pod_of_the_service_when_one_fails(kubeconfig: str, namespace: str) -> None:
@@ -327,7 +351,7 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     cluster.wait_for_pods(timeout=120)
     (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
     Kube.connect(as_account).annotate(POD, pod, namespace, {DELETION_COST: RETIRED_COST})
-    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 6
+    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 7
 
 
 def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
@@ -585,7 +609,7 @@ def test_the_dry_run_checks_exactly_the_objects_the_start_applies(
     dry_run, real = applied[True], applied[False]
     # The RoleBinding of the Role still to come is judged at its real apply only (preflight.py).
     assert [o for o in real if o["kind"] != "RoleBinding"] == dry_run
-    assert [o["kind"] for o in real][:1] == (["DaemonSet"] if prepull else ["ServiceAccount"])
+    assert [o["kind"] for o in real][:1] == (["DaemonSet"] if prepull else ["NetworkPolicy"])
     for obj in real:
         if obj["kind"] in ("Deployment", "DaemonSet"):
             context = obj["spec"]["template"]["spec"]["securityContext"]
@@ -614,5 +638,6 @@ def test_worker_groups_roll_out_scale_on_their_own_and_keep_their_count_on_a_rea
     assert attached.spec.worker_groups["big"].n_workers == 3
     with pytest.raises(ConfigError, match="cluster c12 has no worker group 'small' \\(its groups: big\\)"):
         attached.scale(1, group="small")
-    # 3 Deployments, the Service, the account, Role and RoleBinding (no controller runs on kwok: none adopted).
-    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 7
+    # 3 Deployments, the Service, the account, Role, RoleBinding and the NetworkPolicy (no controller
+    # runs on kwok: none adopted).
+    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 8

@@ -25,6 +25,9 @@ def test_the_needed_permissions_are_the_roles() -> None:
     assert ("apps", "deployments", "patch") in needed
     assert ("", "pods", "create") in needed  # the dry run of a pod
     assert ("", "pods/portforward", "create") in needed
+    # The cluster's NetworkPolicy: applied (and dry-run), then listed and deleted with the cluster.
+    policy = {verb for group, resource, verb in needed if (group, resource) == ("networking.k8s.io", "networkpolicies")}
+    assert policy == {"get", "list", "create", "patch", "delete"}
     assert not [p for p in needed if p[1] == "daemonsets"]
     with_prepull = preflight.needed_permissions("dask", prepull=True)
     assert set(with_prepull) - set(needed) == {

@@ -110,6 +110,7 @@ CLUSTERS = {
     "gpu": GPU,
     "platform-uid": PLATFORM_UID,
     "groups": GROUPS,
+    "no-network-policy": cluster(network_policy=False),
 }
 PREPULLERS = {
     "minimal": prepull(),
@@ -209,6 +210,7 @@ def test_every_object_is_namespaced_and_labelled() -> None:
 def test_cluster_objects_in_order() -> None:
     objects = render.render_cluster(cluster())
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("NetworkPolicy", "demo-dask"),
         ("ServiceAccount", "demo-scheduler"),
         ("Role", "demo-scheduler"),
         ("RoleBinding", "demo-scheduler"),
@@ -242,10 +244,12 @@ def test_extra_labels_stay_out_of_selectors() -> None:
     objects = render.render_cluster(FULL)
     for obj in objects:
         assert obj["metadata"]["labels"]["team"] == "data"
-        if obj["kind"] not in ("Service", "Deployment"):
-            continue  # no selector
-        selector = obj["spec"]["selector"] if obj["kind"] == "Service" else obj["spec"]["selector"]["matchLabels"]
-        assert "team" not in selector
+    selectors = [
+        by_kind(objects, "Service")["spec"]["selector"],
+        *(deployment["spec"]["selector"]["matchLabels"] for deployment in deployments(objects)),
+        by_kind(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    ]
+    assert not [selector for selector in selectors if "team" in selector]
 
 
 def test_service_ports_and_type() -> None:
@@ -374,6 +378,75 @@ def test_tls() -> None:
             assert env[f"DASK_DISTRIBUTED__COMM__TLS__{key}"].startswith("/etc/dask/tls/")
     worker = by_kind(objects, "Deployment", "demo-worker")
     assert env_of(pod_spec(worker)["containers"][0])["DASK_SCHEDULER_ADDRESS"].startswith("tls://")
+
+
+# --- the network policy ---
+
+
+def selects(selector: dict[str, Any], pod_labels: dict[str, str]) -> bool:
+    """A selector of matchLabels only (all the policy uses) against a pod's labels."""
+    assert set(selector) == {"matchLabels"}, selector
+    return bool(selector["matchLabels"].items() <= pod_labels.items())
+
+
+def pods_of(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The labels of each workload's pods, by the workload's name."""
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "Job")]
+    return {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"] for o in workloads}
+
+
+def test_the_network_policy_lets_in_only_the_clusters_own_pods_and_its_labelled_clients() -> None:
+    objects = render.render_job(JobSpec(cluster=GROUPS, command=COMMAND))  # a runner, a scheduler, two groups
+    policy = by_kind(objects, "NetworkPolicy")
+    assert policy["metadata"]["name"] == "demo-dask"
+    assert policy["metadata"]["labels"] == labels.cluster_labels("demo")  # found and deleted with the cluster
+    spec = policy["spec"]
+    # Egress is not restricted: the controller in the scheduler calls the API server.
+    assert spec["policyTypes"] == ["Ingress"] and "egress" not in spec
+    pods = pods_of(objects)
+    assert {name: selects(spec["podSelector"], pod) for name, pod in pods.items()} == dict.fromkeys(
+        ["demo-runner", "demo-scheduler", "demo-worker", "demo-worker-gpu"], True
+    )
+    (rule,) = spec["ingress"]
+    assert "ports" not in rule  # every port: a worker's comm port is random
+    # Pod selectors alone, no namespaceSelector: pods of the policy's own namespace only.
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {labels.LABEL_CLUSTER: "demo"}}},
+        {"podSelector": {"matchLabels": {labels.LABEL_CLIENT_OF: "demo"}}},
+    ]
+
+    def admitted(pod: dict[str, str]) -> bool:
+        return any(selects(peer["podSelector"], pod) for peer in rule["from"])
+
+    assert all(admitted(pod) for pod in pods.values())
+    assert admitted({"app": "notebook", "minimaldask/client-of": "demo"})
+    assert not admitted({"app": "notebook", "minimaldask/client-of": "other"})
+    assert not admitted({"app": "notebook"})
+    assert not [name for name, pod in pods_of(render.render_cluster(cluster(name="other"))).items() if admitted(pod)]
+
+
+@pytest.mark.parametrize("spec", [FULL, ROOT_TLS], ids=["NodePort", "LoadBalancer"])
+def test_an_exposed_scheduler_is_let_in_from_anywhere_on_its_two_ports(spec: ClusterSpec) -> None:
+    objects = render.render_cluster(spec)
+    inside, outside = by_kind(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert inside == by_kind(render.render_cluster(cluster()), "NetworkPolicy")["spec"]["ingress"][0]
+    assert "from" not in outside  # any source: through nodes and load balancers no selector names
+    assert outside["ports"] == [{"port": 8786, "protocol": "TCP"}, {"port": 8787, "protocol": "TCP"}]
+    ports = {
+        name: {p["containerPort"] for p in containers(by_kind(objects, "Deployment", name))[0]["ports"]}
+        for name in ("demo-scheduler", "demo-worker")
+    }
+    opened = {port["port"] for port in outside["ports"]}
+    assert opened == ports["demo-scheduler"] and not opened & ports["demo-worker"]
+
+
+def test_network_policy_false_renders_no_policy_and_nothing_else_changes() -> None:
+    def kinds_and_names(spec: ClusterSpec) -> list[tuple[str, str]]:
+        return [(o["kind"], o["metadata"]["name"]) for o in render.render_cluster(spec)]
+
+    assert kinds_and_names(cluster(network_policy=False)) == kinds_and_names(cluster())[1:]
+    exposed = render.render_cluster(cluster(network_policy=False, service_type="LoadBalancer"))
+    assert "NetworkPolicy" not in [o["kind"] for o in exposed]
 
 
 # --- pod security ---
@@ -526,6 +599,11 @@ DEPLOYER_RULES = [
         "resources": ["roles", "rolebindings"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["get", "list", "create", "patch", "delete"],
+    },
     {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},
@@ -573,7 +651,7 @@ def lint(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("template", "context"),
     [
-        *[(t, render.cluster_context(spec)) for spec in CLUSTERS.values() for t in render.SCHEDULER_TEMPLATES],
+        *[(t, render.cluster_context(spec)) for spec in CLUSTERS.values() for t in render.CLUSTER_TEMPLATES],
         *[("worker-deployment.yaml.j2", render.worker_context(spec, None)) for spec in CLUSTERS.values()],
         *[("prepuller-daemonset.yaml.j2", render.prepuller_context(s)) for s in PREPULLERS.values()],
         *[("runner-job.yaml.j2", render.runner_context(job)) for job in JOBS.values()],
@@ -693,7 +771,7 @@ PLANNED = cluster(
     image_pull_secrets=["regcred"],
     placement={"worker": {"node_selector": {"pool": "compute"}}},
 )
-CLUSTER_KINDS = ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "Deployment"]
+CLUSTER_KINDS = ["NetworkPolicy", "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "Deployment"]
 
 
 def test_the_planned_objects_are_the_cluster_after_its_prepuller_on_the_workers_nodes() -> None:
@@ -728,7 +806,7 @@ def test_the_scheduler_alone_has_an_identity_limited_to_its_own_cluster() -> Non
     writes = [rule for rule in role["rules"] if set(rule["verbs"]) & {"patch", "delete"}]
     # Every write is limited to this cluster's names, but for the pods' deletion cost (random names).
     assert {r["resources"][0] for r in writes if "resourceNames" not in r} == {"pods"}
-    assert {n for r in writes for n in r.get("resourceNames", [])} == {"alpha-scheduler", "alpha-worker"}
+    assert {n for r in writes for n in r.get("resourceNames", [])} == {"alpha-scheduler", "alpha-worker", "alpha-dask"}
     binding = by_kind(objects, "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"] == "alpha-scheduler"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "alpha-scheduler", "namespace": "dask"}]

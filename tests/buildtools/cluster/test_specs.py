@@ -41,6 +41,8 @@ def test_defaults() -> None:
     assert spec.n_workers == 1
     assert spec.service_type == "ClusterIP"
     assert spec.tls_secret is None
+    assert spec.network_policy is True  # secure by default: docs/TLS.md
+    assert not spec.exposed and cluster(service_type="NodePort").exposed
     assert spec.worker_grace_seconds == 60
     assert spec.resources == ClusterResources()
     assert not spec.run_as_root
@@ -151,6 +153,7 @@ def test_extended_and_fractional_resources() -> None:
         ({"labels": {"team": "x" * 64}}, "not a valid label value"),
         ({"n_worker": 3}, r"^unknown key 'n_worker' \(known: name, namespace, image, n_workers, "),
         ({"platform_uid": "yes please"}, "platform_uid"),
+        ({"network_policy": "off please"}, "network_policy"),
         ({"platform_uid": True, "system_packages": ["curl"]}, "system_packages need root"),
     ],
 )
