@@ -1,9 +1,10 @@
-"""The cluster commands: up, down, job, job-status, and render (manifests, the spec schema). The
+"""The cluster commands: up, down, credentials, job, job-status, and render (manifests, the spec schema). The
 cluster flow is imported inside each command: the image commands never load the Kubernetes client."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -126,6 +127,23 @@ def down(
 
     count = delete_dask_cluster(name, namespace, kubeconfig=kubeconfig, context=context, on_progress=progress)
     out.print(f"deleted {count} objects of cluster {namespace}/{name}", highlight=False)
+
+
+@app.command()
+def credentials(
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for ca.crt, tls.crt and tls.key.")],
+    namespace: NamespaceOpt = "default",
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Write a TLS cluster's client credentials, for a client that is not this package's handle
+    (docs/TLS.md): the key is readable by you only."""
+    from buildtools.cluster.credentials import of_cluster_named
+    from buildtools.cluster.kube import Kube
+
+    written = of_cluster_named(Kube.connect(kubeconfig, context), name, namespace).write(out_dir)
+    out.print(f"wrote {', '.join(str(path) for path in written)}", highlight=False)
 
 
 @app.command("job")

@@ -100,6 +100,11 @@ def network_policy_name(cluster: str) -> str:
     return f"{cluster}-dask"
 
 
+def tls_secret_name(cluster: str) -> str:
+    """The Secret of the TLS credentials minimaldask makes for a cluster (docs/TLS.md)."""
+    return f"{cluster}-tls"
+
+
 # Kind -> (API path prefix, plural): the kinds a cluster is made of, and what the controller touches.
 KINDS = {
     "Deployment": ("/apis/apps/v1", "deployments"),
@@ -110,15 +115,17 @@ KINDS = {
     "Pod": ("/api/v1", "pods"),
     "Job": ("/apis/batch/v1", "jobs"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "Secret": ("/api/v1", "secrets"),
 }
 
 
 def owned_by_name(cluster: str) -> list[tuple[str, str]]:
     """The (kind, name) of the objects adopted by name (a Role can restrict get and patch to
-    names, not list): the scheduler's Service and identity, and the cluster's NetworkPolicy
-    (asked for even when the spec turned it off: a 404, and nothing to adopt)."""
+    names, not list): the scheduler's Service and identity, the cluster's NetworkPolicy and the
+    TLS Secret minimaldask made for it (asked for even when the spec has none: a 404, and
+    nothing to adopt)."""
     scheduler = [(kind, root_name(cluster)) for kind in ("Service", "ServiceAccount", "Role", "RoleBinding")]
-    return [*scheduler, ("NetworkPolicy", network_policy_name(cluster))]
+    return [*scheduler, ("NetworkPolicy", network_policy_name(cluster)), ("Secret", tls_secret_name(cluster))]
 
 
 def permissions(cluster: str, groups: Iterable[str] = (), job: bool = False) -> list[Obj]:
@@ -424,7 +431,9 @@ class Controller:
         """Give every object of the cluster the root as owner; returns how many were adopted."""
         found = [("Deployment", obj) for obj in workers]
         for kind, name in owned_by_name(self.cluster):
-            if (obj := await self.call(self.kube.get, kind, name)) is not None:
+            obj = await self.call(self.kube.get, kind, name)
+            # Only what carries the cluster's label: a user's own Secret of that name stays theirs.
+            if obj is not None and (obj["metadata"].get("labels") or {}).get(CLUSTER_LABEL) == self.cluster:
                 found.append((kind, obj))
         orphans = [(kind, obj, owners) for kind, obj in found if (owners := adopted_owners(obj, root)) is not None]
         for kind, obj, owners in orphans:

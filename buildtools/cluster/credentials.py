@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import base64
 import datetime
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from buildtools.cluster import labels
 from buildtools.cluster.contract import TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE
-from buildtools.errors import ConfigError
+from buildtools.cluster.kinds import SECRET
+from buildtools.cluster.kube import Kube
+from buildtools.cluster.lifecycle import require_stored_spec
+from buildtools.cluster.specs import ClusterSpec, cluster_spec
+from buildtools.errors import ConfigError, DeployError
 
 # Long enough to outlive any cluster; the cluster's deletion ends the key's use.
 VALIDITY = datetime.timedelta(days=3650)
@@ -34,6 +41,19 @@ class Credentials:
         """The Secret's data (base64), under the keys the pods mount."""
         files = {TLS_CA_FILE: self.ca, TLS_CERT_FILE: self.certificate, TLS_KEY_FILE: self.key}
         return {name: base64.b64encode(text.encode()).decode() for name, text in files.items()}
+
+    def write(self, directory: Path) -> list[Path]:
+        """ca.crt, tls.crt and tls.key in `directory` (made if missing), the key mode 0600."""
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {TLS_CA_FILE: self.ca, TLS_CERT_FILE: self.certificate, TLS_KEY_FILE: self.key}
+        for name, text in files.items():
+            mode = 0o600 if name == TLS_KEY_FILE else 0o644
+            # The mode from the start (and again on an existing file): the key is never readable by others.
+            descriptor = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(descriptor, "w") as file:
+                os.fchmod(descriptor, mode)
+                file.write(text)
+        return [directory / name for name in files]
 
     def security(self) -> Any:
         """A `distributed.security.Security` for a client of the cluster (in memory, encryption required)."""
@@ -96,3 +116,46 @@ def from_secret(secret: dict[str, Any]) -> Credentials:
         base64.b64decode(data[file]).decode() for file in (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE)
     )
     return Credentials(ca=ca, certificate=certificate, key=key)
+
+
+def secret_object(spec: ClusterSpec, credentials: Credentials) -> dict[str, Any]:
+    """The Secret of a cluster's own credentials, labelled as its other objects are (so it is
+    adopted by the cluster's root and deleted with the cluster)."""
+    return {
+        "apiVersion": SECRET.api_version,
+        "kind": SECRET.name,
+        "metadata": {
+            "name": spec.tls_secret_name,
+            "namespace": spec.namespace,
+            "labels": {**spec.labels, **labels.cluster_labels(spec.name)},
+        },
+        "type": "kubernetes.io/tls",
+        "data": credentials.secret_data(),
+    }
+
+
+def new_secret(kube: Kube, spec: ClusterSpec) -> dict[str, Any] | None:
+    """The Secret a start must create: a new one for a cluster whose own Secret does not exist
+    yet; None when TLS is off, the Secret is the user's, or it exists (its key is kept: the
+    running pods and clients hold it)."""
+    if not spec.owns_tls_secret or kube.get(SECRET, spec.tls_secret_name, spec.namespace) is not None:
+        return None
+    return secret_object(spec, generate(spec.name, spec.namespace))
+
+
+def of_cluster_named(kube: Kube, name: str, namespace: str) -> Credentials:
+    """The credentials of running cluster `namespace/name` (its spec read from the cluster)."""
+    spec = cluster_spec(require_stored_spec(kube, name, namespace))
+    if not spec.use_tls:
+        raise ConfigError(f"cluster {namespace}/{name} runs without TLS (tls: false): it has no credentials")
+    return of_cluster(kube, spec)
+
+
+def of_cluster(kube: Kube, spec: ClusterSpec) -> Credentials:
+    """A TLS cluster's credentials, read from its Secret."""
+    secret = kube.get(SECRET, spec.tls_secret_name, spec.namespace)
+    if secret is None:
+        raise DeployError(
+            f"cluster {spec.namespace}/{spec.name} uses TLS, but its Secret {spec.tls_secret_name} does not exist"
+        )
+    return from_secret(secret)

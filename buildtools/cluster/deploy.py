@@ -19,6 +19,7 @@ from typing import Any
 
 from buildtools.cluster import preflight
 from buildtools.cluster.controller import network_policy_name
+from buildtools.cluster.credentials import new_secret
 from buildtools.cluster.handle import DaskCluster, HandleOptions
 from buildtools.cluster.kinds import DAEMONSET, NETWORK_POLICY, POD
 from buildtools.cluster.kube import Kube
@@ -117,7 +118,7 @@ def start_dask_cluster(
     if first.exposed and not first.use_tls:
         warnings.warn(
             f"cluster {first.name}: the scheduler is exposed outside the cluster ({first.service_type}) "
-            "WITHOUT TLS: anyone who reaches it can run code on your workers; pass tls_secret=...",
+            "WITHOUT TLS: anyone who reaches it can run code on your workers; leave tls on",
             stacklevel=2,
         )
     progress = on_progress or quiet
@@ -159,6 +160,8 @@ def _deploy(
     removes what it created (unless keep_on_failure). Permissions and a server-side dry run of
     exactly the objects applied come first: a refusal fails before anything exists."""
     objects = planned_objects(spec, prepull)
+    if (secret := new_secret(kube, spec)) is not None:
+        objects.insert(1 if prepull else 0, secret)  # before the pods that mount it; after the prepuller
     preflight.preflight(kube, spec.namespace, objects, prepull, deadline, progress)
     try:
         if prepull:

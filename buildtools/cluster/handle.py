@@ -25,15 +25,16 @@ from distributed.utils import Log, Logs, format_dashboard_link
 
 from buildtools.cluster import contract, labels
 from buildtools.cluster.client_guard import mismatch_message, own_minor, python_minor
+from buildtools.cluster.credentials import of_cluster
 from buildtools.cluster.kinds import POD
 from buildtools.cluster.kube import Kube
 from buildtools.cluster.kubetypes import DnsLabel, validate
-from buildtools.cluster.lifecycle import delete_dask_cluster, stored_spec
+from buildtools.cluster.lifecycle import delete_dask_cluster, require_stored_spec
 from buildtools.cluster.reach import SchedulerReach
 from buildtools.cluster.scaling import WorkerScaling
 from buildtools.cluster.specs import ClusterSpec, cluster_spec
 from buildtools.cluster.waits import Deadline, Progress, quiet
-from buildtools.errors import DeployError, VersionMismatchError, WaitTimeout
+from buildtools.errors import VersionMismatchError, WaitTimeout
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
 
@@ -52,7 +53,7 @@ class HandleOptions:
     shutdown_on_close: bool | None = None
     """Delete the cluster when the handle closes; None: only if this handle created it."""
     security: Any = None
-    """distributed's Security for the connection (TLS clusters)."""
+    """distributed's Security for the connection; None: a TLS cluster's own, read from its Secret."""
     asynchronous: bool = False
 
     @classmethod
@@ -119,9 +120,7 @@ class DaskCluster(WorkerScaling, Cluster):
         (shutdown_on_close: False unless given)."""
         validate(DnsLabel, "name", name)
         kube = Kube.connect(kubeconfig, context)
-        fields = stored_spec(kube, name, namespace)
-        if fields is None:
-            raise DeployError(f"there is no Dask cluster {namespace}/{name} (no Deployment {name}-scheduler)")
+        fields = require_stored_spec(kube, name, namespace)
         handle_options = HandleOptions(**options)
         return cls(cluster_spec(fields), kube, handle_options, connect_timeout=timeout, progress=on_progress or quiet)
 
@@ -157,6 +156,9 @@ class DaskCluster(WorkerScaling, Cluster):
         self._dashboard = await asyncio.to_thread(
             self._reach.address, contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT, "http"
         )
+        if self.spec.use_tls and self.security is None:
+            credentials = await asyncio.to_thread(of_cluster, self.kube, self.spec)
+            self.security = credentials.security()
         args = self.security.get_connection_args("client") if self.security else {}
         self.scheduler_comm = rpc(address, connection_args=args)
         versions = await self._scheduler_versions(Deadline.of(self._connect_timeout))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from buildtools.cluster import controller, labels, preflight
+from buildtools.cluster.credentials import new_secret
 from buildtools.cluster.deploy import CLEANUP_TIMEOUT, DEFAULT_TIMEOUT, check_namespace, given_fields
 from buildtools.cluster.job_state import JobStatus, runner_pods, started, status_of
 from buildtools.cluster.kinds import DEPLOYMENT, JOB
@@ -177,6 +178,8 @@ def start_job(
     cluster and the runner's start. A failed start removes what it created (unless keep_on_failure)."""
     namespace = job.cluster.namespace
     runner, *cluster = render_job(job)
+    if (secret := new_secret(kube, job.cluster)) is not None:
+        cluster.insert(0, secret)
     preflight.preflight(kube, namespace, [runner, *cluster], False, deadline, progress)
     progress(f"applying Job {namespace}/{runner['metadata']['name']}")
     owner = controller.owner_reference(kube.apply(runner))

@@ -19,6 +19,7 @@ from buildtools.cluster.kinds import (
     POD,
     ROLE,
     ROLE_BINDING,
+    SECRET,
     SERVICE,
     SERVICE_ACCOUNT,
     Kind,
@@ -40,7 +41,7 @@ from buildtools.errors import DeployError
 
 # Every kind a cluster creates, found again by the cluster's label when it is deleted; their
 # pods go with them (foreground deletion), and the wait for deletion watches those too.
-CLUSTER_KINDS = (JOB, DEPLOYMENT, DAEMONSET, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, NETWORK_POLICY)
+CLUSTER_KINDS = (JOB, DEPLOYMENT, DAEMONSET, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, NETWORK_POLICY, SECRET)
 WATCHED_KINDS = (*CLUSTER_KINDS, POD)
 # A rollout's or a deletion's state is one small object (or a list of one) polled this often;
 # the pods of a rollout (hundreds) are listed for failures less often.
@@ -149,12 +150,25 @@ def stored_spec(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
         fields = {"name": name, "namespace": namespace, "image": image}
         if service_type := service.get("spec", {}).get("type"):
             fields["service_type"] = service_type
+        volumes = {v.get("name"): v for v in scheduler["spec"]["template"]["spec"].get("volumes") or []}
+        secret = (volumes.get("tls", {}).get("secret") or {}).get("secretName")
+        fields["tls"] = secret is not None
+        if secret is not None and secret != controller.tls_secret_name(name):
+            fields["tls_secret"] = secret
     worker = kube.get(DEPLOYMENT, labels.worker_deployment_name(name), namespace)
     if worker is not None:
         fields["n_workers"] = worker["spec"].get("replicas", 0)
     for group, group_fields in (fields.get("worker_groups") or {}).items():
         if found := kube.get(DEPLOYMENT, labels.worker_deployment_name(name, group), namespace):
             group_fields["n_workers"] = found["spec"].get("replicas", 0)
+    return fields
+
+
+def require_stored_spec(kube: Kube, name: str, namespace: str) -> dict[str, Any]:
+    """stored_spec, for a cluster that must exist."""
+    fields = stored_spec(kube, name, namespace)
+    if fields is None:
+        raise DeployError(f"there is no Dask cluster {namespace}/{name} (no Deployment {name}-scheduler)")
     return fields
 
 

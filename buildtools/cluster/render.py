@@ -230,7 +230,8 @@ def cluster_prepull_spec(spec: ClusterSpec) -> PrepullSpec:
 
 def planned_objects(spec: ClusterSpec, prepull: bool) -> list[dict[str, Any]]:
     """Everything a start applies, in order (the prepuller first, when asked for): the one list
-    that the preflight's dry run checks and the deploy applies."""
+    that the preflight's dry run checks and the deploy applies (with a new TLS cluster's Secret,
+    which the deploy adds: key material is never rendered)."""
     return (render_prepuller(cluster_prepull_spec(spec)) if prepull else []) + render_cluster(spec)
 
 

@@ -20,7 +20,7 @@ from pydantic import (
 
 from buildtools.cluster import kubetypes as k
 from buildtools.cluster.contract import MANAGED_ENV, TLS_ENV, default_image
-from buildtools.cluster.controller import worker_name
+from buildtools.cluster.controller import tls_secret_name, worker_name
 from buildtools.cluster.labels import MANAGED_LABELS, NAME_MAX_LENGTH
 from buildtools.cluster.spec_parts import (
     AdaptPolicy,
@@ -76,8 +76,12 @@ class ClusterSpec(SpecModel):
         Literal["ClusterIP", "NodePort", "LoadBalancer"],
         k.on_error("must be one of ClusterIP, NodePort, LoadBalancer, got {value}"),
     ] = "ClusterIP"
+    tls: bool = True
+    """Mutual TLS between client, scheduler and workers, required (docs/TLS.md): with the
+    credentials of tls_secret, else of a Secret <name>-tls that the start makes for the cluster
+    (deleted with it). false: plain tcp://, which any pod that reaches the scheduler can use."""
     tls_secret: k.DnsSubdomain | None = None
-    """A Secret with ca.crt, tls.crt and tls.key: Dask's comms then require TLS (docs/TLS.md)."""
+    """Your own Secret with ca.crt, tls.crt and tls.key (cert-manager's, say) instead of <name>-tls."""
     network_policy: bool = True
     """A NetworkPolicy <name>-dask: the cluster's pods take connections only from one another and
     from the namespace's pods labelled minimaldask/client-of: <name> (an exposed scheduler's two
@@ -111,6 +115,8 @@ class ClusterSpec(SpecModel):
     running and no client connected (docs/AUTOSCALING.md)."""
 
     def check(self) -> None:
+        if self.tls_secret is not None and not self.tls:
+            k.fail("tls_secret needs tls: a cluster with tls: false has no certificates")
         if self.platform_uid and self.system_packages:
             k.fail("system_packages need root (runAsUser 0): they cannot go with platform_uid")
         for group in self.worker_groups:
@@ -151,7 +157,17 @@ class ClusterSpec(SpecModel):
 
     @property
     def use_tls(self) -> bool:
-        return self.tls_secret is not None
+        return self.tls
+
+    @property
+    def tls_secret_name(self) -> str:
+        """The Secret the pods mount (a TLS cluster's)."""
+        return self.tls_secret or tls_secret_name(self.name)
+
+    @property
+    def owns_tls_secret(self) -> bool:
+        """minimaldask makes (and deletes) the cluster's TLS Secret."""
+        return self.tls and self.tls_secret is None
 
     @property
     def exposed(self) -> bool:

@@ -180,7 +180,9 @@ def test_a_bad_spec_file_is_one_line_and_exit_2(
 
 def test_a_warning_is_one_line_too(tmp_path: Path) -> None:
     """`up` warns about a scheduler exposed without TLS before it looks for the cluster."""
-    result = run_cli(("up", "demo", "--service-type", "NodePort", "--kubeconfig", str(tmp_path / "missing")))
+    (tmp_path / "plain.yaml").write_text("tls: false\n")
+    argv = ("up", "demo", "--spec", str(tmp_path / "plain.yaml"), "--service-type", "NodePort")
+    result = run_cli((*argv, "--kubeconfig", str(tmp_path / "missing")))
     warning, error = result.stderr.splitlines()
     assert warning.startswith("warning: cluster demo: the scheduler is exposed outside the cluster (NodePort)")
     assert error.startswith("error: cannot load the Kubernetes configuration"), error

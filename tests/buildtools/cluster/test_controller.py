@@ -351,11 +351,19 @@ def test_the_role_grants_exactly_the_calls_the_controller_makes() -> None:
         ("pods", "patch"),
         *(
             (plural, verb)
-            for plural in ("services", "serviceaccounts", "roles", "rolebindings", "networkpolicies")
+            for plural in ("services", "serviceaccounts", "roles", "rolebindings", "networkpolicies", "secrets")
             for verb in ("get", "patch")
         ),
     }
-    assert json.dumps(rules).count('"resourceNames"') == 7
+    assert json.dumps(rules).count('"resourceNames"') == 8
+    # Of the Secrets, its own TLS Secret only (adopted, so that it goes with the cluster).
+    secret = next(rule for rule in rules if rule["resources"] == ["secrets"])
+    assert secret == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get", "patch"],
+        "resourceNames": ["demo-tls"],
+    }
     policy = next(rule for rule in rules if rule["resources"] == ["networkpolicies"])
     assert policy == {
         "apiGroups": ["networking.k8s.io"],

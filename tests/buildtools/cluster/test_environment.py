@@ -29,8 +29,9 @@ def test_env_of_an_unknown_component() -> None:
         dask_env(cluster(), "prepuller")
 
 
-def test_scheduler_env() -> None:
-    env = dask_env(cluster(scheduler_args=["--idle-timeout", "1h"], env={"B": "2", "A": "1"}), "scheduler")
+def test_scheduler_env_of_a_cluster_without_tls() -> None:
+    spec = cluster(scheduler_args=["--idle-timeout", "1h"], env={"B": "2", "A": "1"}, tls=False)
+    env = dask_env(spec, "scheduler")
     assert env == {
         "WORKER": "false",
         "PORT": "8786",
@@ -56,7 +57,7 @@ def test_worker_env_from_limits(limits: dict[str, str], nthreads: str | None, me
     env = dask_env(cluster(resources={"worker": {"limits": limits}}), "worker")
     assert env["WORKER"] == "true"
     assert env["DASHBOARD_PORT"] == "8788"
-    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tls://demo-scheduler.dask.svc:8786"
     assert env.get("WORKER_NTHREADS") == nthreads
     assert env.get("WORKER_MEMORY_LIMIT") == memory
 
@@ -86,9 +87,11 @@ def test_system_packages_run_as_root(image: str, manager: str, variable: str) ->
         assert other not in env
 
 
-def test_pip_packages_and_tls_env() -> None:
-    spec = cluster(pip_packages=["dask[array]", "pandas>=2"], tls_secret="dask-tls")
+@pytest.mark.parametrize("tls_secret", [None, "dask-tls"], ids=["its-own", "the-users"])
+def test_pip_packages_and_the_default_tls_env(tls_secret: str | None) -> None:
+    spec = cluster(pip_packages=["dask[array]", "pandas>=2"], tls_secret=tls_secret)
     assert not spec.run_as_root
+    assert spec.tls_secret_name == (tls_secret or "demo-tls") and spec.owns_tls_secret == (tls_secret is None)
     for component in ("scheduler", "worker"):
         env = dask_env(spec, component)
         assert env["EXTRA_PIP_PACKAGES"] == "dask[array] pandas>=2"
@@ -107,3 +110,9 @@ def test_gpu_workers_say_so_to_the_entrypoint() -> None:
     assert "GPU_WORKER" not in dask_env(spec, "scheduler")  # the scheduler is never a worker
     assert "GPU_WORKER" not in dask_env(cluster(), "worker")
     assert "GPU_WORKER" in contract.MANAGED_ENV
+
+
+def test_a_users_tls_secret_needs_tls() -> None:
+    with pytest.raises(ConfigError, match="tls_secret needs tls"):
+        cluster(tls=False, tls_secret="mine")
+    assert not any(key.startswith("DASK_DISTRIBUTED__COMM__") for key in dask_env(cluster(tls=False), "worker"))

@@ -293,7 +293,7 @@ def test_worker_deployment() -> None:
     (container,) = spec["containers"]
     env = env_of(container)
     assert env["WORKER"] == "true"
-    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tls://demo-scheduler.dask.svc:8786"
     assert env["DASHBOARD_PORT"] == "8788"
     assert env["WORKER_NTHREADS"] == "2"
     assert env["WORKER_MEMORY_LIMIT"] == str(2 * 1024**3)
@@ -314,7 +314,12 @@ def test_no_resources_no_scheduling_options() -> None:
     for deployment in deployments(render.render_cluster(cluster())):
         spec = pod_spec(deployment)
         assert spec["containers"][0]["resources"] == {}
-        assert not {"tolerations", "nodeSelector", "imagePullSecrets", "volumes"} & set(spec)
+        assert not {"tolerations", "nodeSelector", "imagePullSecrets"} & set(spec)
+        # The one volume: the cluster's own TLS Secret (on by default), read-only.
+        assert [v["secret"]["secretName"] for v in spec["volumes"]] == ["demo-tls"]
+        assert spec["containers"][0]["volumeMounts"] == [
+            {"name": "tls", "mountPath": "/etc/dask/tls", "readOnly": True}
+        ]
         assert "WORKER_NTHREADS" not in env_of(spec["containers"][0])
         # The Debian image is built for amd64, arm64 and arm/v7: its pods go to those nodes only.
         assert spec["affinity"] == arch_affinity(ALL_ARCHES)
@@ -599,6 +604,7 @@ DEPLOYER_RULES = [
         "resources": ["roles", "rolebindings"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "create", "patch", "delete"]},
     {
         "apiGroups": ["networking.k8s.io"],
         "resources": ["networkpolicies"],
@@ -628,12 +634,13 @@ def test_rbac() -> None:
     assert all(verb != "*" and verb != "update" for rule in role["rules"] for verb in rule["verbs"])
 
 
-def test_rbac_grants_no_secret_even_to_a_tls_cluster() -> None:
-    """The kubelet mounts a cluster's TLS Secret; the deployer never reads one."""
-    role = by_kind(render.render_rbac("dask", name="deployer"), "Role")
-    assert role["metadata"]["name"] == "deployer"
-    assert role["rules"] == DEPLOYER_RULES
-    assert not any("secrets" in rule["resources"] for rule in role["rules"])
+def test_no_rendered_object_holds_key_material_or_is_a_secret() -> None:
+    """A TLS cluster's objects name its Secret; the key and certificate exist only in the Secret
+    the start makes (credentials.py), never in `render` output."""
+    text = json.dumps(list(OBJECTS.values()))
+    assert not [name for name, obj in OBJECTS.items() if obj["kind"] == "Secret"]
+    assert "PRIVATE KEY" not in text and "CERTIFICATE" not in text
+    assert '"secretName": "demo-tls"' in text and '"secretName": "dask-tls"' in text
 
 
 def test_rbac_checks_its_arguments() -> None:
@@ -806,7 +813,8 @@ def test_the_scheduler_alone_has_an_identity_limited_to_its_own_cluster() -> Non
     writes = [rule for rule in role["rules"] if set(rule["verbs"]) & {"patch", "delete"}]
     # Every write is limited to this cluster's names, but for the pods' deletion cost (random names).
     assert {r["resources"][0] for r in writes if "resourceNames" not in r} == {"pods"}
-    assert {n for r in writes for n in r.get("resourceNames", [])} == {"alpha-scheduler", "alpha-worker", "alpha-dask"}
+    names = {n for r in writes for n in r.get("resourceNames", [])}
+    assert names == {"alpha-scheduler", "alpha-worker", "alpha-dask", "alpha-tls"}
     binding = by_kind(objects, "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"] == "alpha-scheduler"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "alpha-scheduler", "namespace": "dask"}]
@@ -888,7 +896,13 @@ def test_a_job_is_its_runner_job_then_its_cluster_which_follows_the_job() -> Non
     (container,) = pod["containers"]
     assert "command" not in container  # the image's entrypoint runs the args (installs, the wait)
     assert container["args"] == COMMAND and container["image"] == IMAGE
-    assert env_of(container) == {"DASK_SCHEDULER_ADDRESS": scheduler_address("demo", "dask", False)}
+    assert env_of(container) == {
+        "DASK_SCHEDULER_ADDRESS": scheduler_address("demo", "dask", True),
+        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "true",
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": "/etc/dask/tls/ca.crt",
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": "/etc/dask/tls/tls.crt",
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": "/etc/dask/tls/tls.key",
+    }
     scheduler, _ = deployments(objects)
     assert scheduler["metadata"]["annotations"][controller.JOB_ANNOTATION] == "demo-runner"
     role = by_kind(objects, "Role")
