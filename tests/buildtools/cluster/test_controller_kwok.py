@@ -24,6 +24,7 @@ from buildtools.cluster.kinds import (
     REPLICASET,
     ROLE,
     ROLE_BINDING,
+    SECRET,
     SERVICE,
     SERVICE_ACCOUNT,
 )
@@ -35,7 +36,7 @@ from tests.helpers.kwok_cluster import service_account_token
 pytestmark = pytest.mark.k8s
 
 IMAGE = "127.0.0.1:5000/minimaldask/debian:2026.8.0-py3.13"
-KINDS = [DEPLOYMENT, REPLICASET, POD, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, NETWORK_POLICY]
+KINDS = [DEPLOYMENT, REPLICASET, POD, SERVICE, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, NETWORK_POLICY, SECRET]
 
 
 def start(kubeconfig: str, namespace: str, name: str, **fields: Any) -> None:
@@ -95,11 +96,12 @@ def test_kubectl_delete_of_the_root_removes_every_object_of_an_adopted_cluster(k
         "Role": 1,
         "RoleBinding": 1,
         "NetworkPolicy": 1,
+        "Secret": 1,
     }
     api = as_scheduler(kubeconfig, namespace, "gc")
     # The two worker Deployments (the default group's and big's), the Service, the account, its Role and
-    # binding, and the NetworkPolicy.
-    assert adopt(api, "gc") == 7
+    # binding, the NetworkPolicy and the TLS Secret.
+    assert adopt(api, "gc") == 8
     assert adopt(api, "gc") == 0
     kubectl(kubeconfig, "delete", "deployment", "gc-scheduler", "--namespace", namespace, "--wait=false")
     wait_gone(kubeconfig, namespace, "gc")

@@ -6,6 +6,7 @@ nodes: Deployments and DaemonSets really roll out; containers do not run (see te
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import threading
 import time
@@ -19,8 +20,19 @@ from kubernetes import client
 from buildtools.cluster import contract, labels, preflight
 from buildtools.cluster import kube as kube_module
 from buildtools.cluster.controller import DELETION_COST, RETIRED_COST
+from buildtools.cluster.credentials import from_secret, of_cluster_named
 from buildtools.cluster.deploy import DaskCluster, delete_dask_cluster, prepull_images, start_dask_cluster
-from buildtools.cluster.kinds import DAEMONSET, DEPLOYMENT, NETWORK_POLICY, NODE, POD, REPLICASET, SERVICE, Kind
+from buildtools.cluster.kinds import (
+    DAEMONSET,
+    DEPLOYMENT,
+    NETWORK_POLICY,
+    NODE,
+    POD,
+    REPLICASET,
+    SECRET,
+    SERVICE,
+    Kind,
+)
 from buildtools.cluster.kube import Kube, in_cluster
 from buildtools.cluster.reach import PortForward
 from buildtools.cluster.render import render_cluster, render_rbac
@@ -68,7 +80,7 @@ def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[
         NETWORK_POLICY,
         POD,
         Kind("v1", "ConfigMap"),
-        Kind("v1", "Secret"),
+        SECRET,
     ]:
         names = [o["metadata"]["name"] for o in kube.list(kind, namespace, selector)]
         if names:
@@ -79,7 +91,7 @@ def objects_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, list[
 def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tuple[str, int, str]]:
     kube = Kube.connect(kubeconfig)
     result = {}
-    for kind in [DEPLOYMENT, SERVICE]:
+    for kind in [DEPLOYMENT, SERVICE, SECRET]:
         for obj in kube.list(kind, namespace, labels.label_selector(cluster)):
             meta = obj["metadata"]
             result[f"{kind.name}/{meta['name']}"] = (meta["uid"], meta.get("generation", 0), meta["resourceVersion"])
@@ -96,6 +108,7 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     assert found["Deployment"] == ["c1-scheduler", "c1-worker"]
     assert found["Service"] == ["c1-scheduler"]
     assert found["NetworkPolicy"] == ["c1-dask"]
+    assert found["Secret"] == ["c1-tls"]  # its own TLS credentials (on by default)
     assert len(found["Pod"]) == 3
 
     kube = Kube.connect(kubeconfig)
@@ -104,9 +117,10 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     worker = kube.get(DEPLOYMENT, "c1-worker", namespace)
     assert worker is not None
     env = {e["name"]: e.get("value") for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["DASK_SCHEDULER_ADDRESS"] == f"tcp://c1-scheduler.{namespace}.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == f"tls://c1-scheduler.{namespace}.svc:8786"
 
-    # The same spec again changes nothing: same objects, same generations, same versions.
+    # The same spec again changes nothing: same objects, same generations, same versions (the
+    # Secret's too: a re-apply keeps the key that the pods and clients hold).
     before = versions_of(kubeconfig, namespace, "c1")
     start(spec=cluster.spec, timeout=120, kubeconfig=kubeconfig)
     assert versions_of(kubeconfig, namespace, "c1") == before
@@ -123,7 +137,7 @@ def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> Non
     cluster.wait_for_pods(timeout=120)
     assert len(objects_of(kubeconfig, namespace, "c1")["Pod"]) == 6
 
-    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 7
+    assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig, timeout=120) == 8
     assert objects_of(kubeconfig, namespace, "c1") == {}
     assert delete_dask_cluster("c1", namespace, kubeconfig=kubeconfig) == 0  # idempotent
 
@@ -201,7 +215,7 @@ def test_the_network_policy_comes_with_the_cluster_and_goes_when_turned_off(kube
     # A later re-apply keeps it off (the stored spec), and the deletion finds nothing more of it.
     start("np", namespace=namespace, n_workers=1, timeout=120, kubeconfig=kubeconfig)
     assert "NetworkPolicy" not in objects_of(kubeconfig, namespace, "np")
-    assert delete_dask_cluster("np", namespace, kubeconfig=kubeconfig) == 6
+    assert delete_dask_cluster("np", namespace, kubeconfig=kubeconfig) == 7
 
 
 def test_the_forward_re_picks_a_ready_pod_of_the_service_when_one_fails(kubeconfig: str, namespace: str) -> None:
@@ -351,7 +365,7 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     cluster.wait_for_pods(timeout=120)
     (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
     Kube.connect(as_account).annotate(POD, pod, namespace, {DELETION_COST: RETIRED_COST})
-    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 7
+    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 8
 
 
 def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
@@ -609,7 +623,8 @@ def test_the_dry_run_checks_exactly_the_objects_the_start_applies(
     dry_run, real = applied[True], applied[False]
     # The RoleBinding of the Role still to come is judged at its real apply only (preflight.py).
     assert [o for o in real if o["kind"] != "RoleBinding"] == dry_run
-    assert [o["kind"] for o in real][:1] == (["DaemonSet"] if prepull else ["NetworkPolicy"])
+    # The new cluster's own TLS Secret comes first (after the prepuller): its pods mount it.
+    assert [o["kind"] for o in real][:2] == (["DaemonSet", "Secret"] if prepull else ["Secret", "NetworkPolicy"])
     for obj in real:
         if obj["kind"] in ("Deployment", "DaemonSet"):
             context = obj["spec"]["template"]["spec"]["securityContext"]
@@ -640,4 +655,31 @@ def test_worker_groups_roll_out_scale_on_their_own_and_keep_their_count_on_a_rea
         attached.scale(1, group="small")
     # 3 Deployments, the Service, the account, Role, RoleBinding and the NetworkPolicy (no controller
     # runs on kwok: none adopted).
-    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 8
+    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 9
+
+
+def test_the_clusters_own_credentials_go_to_a_client_and_a_plain_cluster_has_none(
+    kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from buildtools.cli import app
+
+    start("cr", namespace=namespace, image=IMAGE, n_workers=0, timeout=120, kubeconfig=kubeconfig)
+    argv = ["credentials", "cr", "-n", namespace, "--kubeconfig", kubeconfig, "--out", str(tmp_path / "cr")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    secret = Kube.connect(kubeconfig).get(SECRET, "cr-tls", namespace)
+    assert secret is not None and secret["type"] == "kubernetes.io/tls"
+    written = from_secret(secret)
+    assert (tmp_path / "cr" / "tls.key").read_text() == written.key
+    assert (tmp_path / "cr" / "tls.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "cr" / "ca.crt").read_text() == written.ca
+    # The Secret's material is in no other object: not in the stored spec, not in the Deployments.
+    text = json.dumps([o for o in Kube.connect(kubeconfig).list(DEPLOYMENT, namespace, labels.label_selector("cr"))])
+    assert "PRIVATE KEY" not in text and written.certificate.splitlines()[1] not in text
+
+    start("plain", namespace=namespace, image=IMAGE, n_workers=0, tls=False, timeout=120, kubeconfig=kubeconfig)
+    assert "Secret" not in objects_of(kubeconfig, namespace, "plain")
+    with pytest.raises(ConfigError, match="runs without TLS"):
+        of_cluster_named(Kube.connect(kubeconfig), "plain", namespace)
