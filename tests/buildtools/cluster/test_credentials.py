@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import ssl
 
 import pytest
@@ -14,6 +13,7 @@ from distributed.security import Security
 
 from buildtools.cluster.credentials import Credentials, from_secret, generate
 from buildtools.errors import ConfigError
+from tests.helpers.tls import read_without_a_client_certificate
 
 CREDENTIALS = generate("demo", "data")
 
@@ -52,23 +52,12 @@ def test_a_client_with_another_clusters_certificate_is_refused() -> None:
         asyncio.run(compute_as(generate("other", "data").security(), timeout=5))  # retried until then
 
 
-def read_without_a_client_certificate(port: int) -> bytes:
-    """A TLS client that trusts the cluster's CA but shows no certificate: what it reads, if anything."""
-    context = ssl.create_default_context(cadata=CREDENTIALS.ca)
-    context.check_hostname = False
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
-        context.wrap_socket(raw) as conn,
-    ):
-        return conn.recv(1)  # TLS 1.3: the server's refusal arrives after the client's handshake
-
-
 def test_a_connection_without_a_client_certificate_or_without_tls_gets_nothing() -> None:
     async def attempts() -> tuple[str, str]:
         async with tls_cluster() as scheduler:
             port = int(scheduler.address.rsplit(":", 1)[1])
             with pytest.raises(ssl.SSLError) as no_certificate:
-                await asyncio.to_thread(read_without_a_client_certificate, port)
+                await asyncio.to_thread(read_without_a_client_certificate, "127.0.0.1", port, CREDENTIALS.ca)
             with pytest.raises((OSError, TimeoutError)) as plain_tcp:
                 await Client(f"tcp://127.0.0.1:{port}", asynchronous=True, timeout=3)
             return str(no_certificate.value), type(plain_tcp.value).__name__
