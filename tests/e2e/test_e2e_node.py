@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -259,15 +260,56 @@ def test_an_asynchronous_handle_attaches_in_async_code(node: Node, dask_cluster:
 
 
 def test_a_new_connection_reaches_the_replacement_scheduler_pod(dask_cluster: DaskCluster, kube: Kube) -> None:
+    """The scheduler pod deleted while idle: its Deployment starts another; the figures (printed)
+    go to docs/PERFORMANCE.md."""
     with Client(dask_cluster, timeout=60) as client:
         assert client.submit(sum, [1, 2]).result(timeout=60) == 3
+        workers = len(client.scheduler_info()["workers"])
         (old,) = kube.ready_pods(NAMESPACE, "e2e-scheduler")
+        deleted = time.monotonic()
         kube.delete(POD, old, NAMESPACE)
         wait_for(lambda: kube.ready_pods(NAMESPACE, "e2e-scheduler") not in ([], [old]), "a new Ready scheduler", 300)
+        ready = time.monotonic() - deleted
     # Through the same local port: the forward picks the new pod; the workers re-register there.
     with Client(dask_cluster.scheduler_address, security=dask_cluster.security, timeout=60) as client:
-        client.wait_for_workers(1, timeout=START_TIMEOUT)
+        answered = time.monotonic() - deleted
+        client.wait_for_workers(workers, timeout=START_TIMEOUT)
+        rejoined = time.monotonic() - deleted
         assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+    print(
+        f"\nscheduler pod deleted: new pod Ready {ready:.1f} s, a client connected {answered:.1f} s, "
+        f"all {workers} workers joined again {rejoined:.1f} s after the deletion"
+    )
+
+
+def test_two_of_four_workers_killed_mid_computation_the_result_is_still_right(
+    node: Node, kube: Kube, debian_ref: str
+) -> None:
+    """One worker process killed with SIGKILL (its nanny starts another) and one worker pod deleted
+    (its Deployment starts another), a quarter of the way into a computation that moves data
+    between workers: the result is exact; the time it cost is printed (docs/PERFORMANCE.md)."""
+    import dask.array as da
+
+    x = da.ones((8000, 8000), chunks=(250, 250))
+    total = (x + x.T).sum()  # 1024 blocks, each added to its transpose's: data moves between workers
+    with start(node, "faults", debian_ref, n_workers=4, resources=SMALL_WORKER) as cluster, Client(cluster) as client:
+        client.wait_for_workers(4, timeout=START_TIMEOUT)
+        began = time.monotonic()
+        assert float(client.compute(total).result(timeout=START_TIMEOUT)) == 2 * 8000 * 8000
+        undisturbed = time.monotonic() - began
+        first, second, *_ = sorted(client.scheduler_info()["workers"])
+        pids = client.run(os.getpid, workers=[first])  # builtins: pickled by reference
+        (pod,) = pods_of(client, kube, "faults", {second})
+        began = time.monotonic()
+        future = client.compute(total)
+        time.sleep(undisturbed / 4)  # a quarter of the way in
+        assert not future.done(), "the computation ended before the workers were killed"
+        client.run(os.kill, pids[first], signal.SIGKILL, workers=[first], wait=False)
+        kube.delete(POD, pod, NAMESPACE)
+        assert float(future.result(timeout=START_TIMEOUT)) == 2 * 8000 * 8000
+        disturbed = time.monotonic() - began
+        client.wait_for_workers(4, timeout=START_TIMEOUT)
+    print(f"\n(x + x.T).sum() of 8000 x 8000 on 4 workers: {undisturbed:.1f} s; with 2 killed: {disturbed:.1f} s")
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +48,7 @@ from buildtools.errors import (
     UnschedulableError,
     WaitTimeout,
 )
+from buildtools.settings import REPO_ROOT
 from tests.helpers.kwok_cluster import (
     FAKE_LOG_LINE,
     GPU_LABEL,
@@ -683,3 +686,46 @@ def test_the_clusters_own_credentials_go_to_a_client_and_a_plain_cluster_has_non
     assert "Secret" not in objects_of(kubeconfig, namespace, "plain")
     with pytest.raises(ConfigError, match="runs without TLS"):
         of_cluster_named(Kube.connect(kubeconfig), "plain", namespace)
+
+
+KILLED_STARTER = """
+import sys
+from buildtools.cluster.deploy import start_dask_cluster
+def progress(line):
+    print(line, flush=True)
+start_dask_cluster("killed", namespace=sys.argv[1], image=sys.argv[2], kubeconfig=sys.argv[3], n_workers=2,
+                   connect=False, timeout=120, on_progress=progress)
+"""
+
+
+def test_a_start_killed_half_way_leaves_what_a_delete_from_another_process_removes_the_secret_included(
+    kubeconfig: str, namespace: str
+) -> None:
+    starter = subprocess.Popen(
+        [sys.executable, "-c", KILLED_STARTER, namespace, IMAGE, kubeconfig],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert starter.stdout is not None
+        seen = []
+        for line in starter.stdout:  # killed once its Secret and some objects, not all, are applied
+            seen.append(line)
+            if line.startswith("applying Service"):
+                break
+    finally:
+        starter.kill()  # SIGKILL: no cleanup of its own
+        starter.wait()
+    assert any(line.startswith("applying Secret") for line in seen), seen
+    left = objects_of(kubeconfig, namespace, "killed")
+    assert left["Secret"] == ["killed-tls"] and "Deployment" not in left, left
+    deleter = subprocess.run(
+        [sys.executable, "-m", "buildtools", "down", "killed", "-n", namespace, "--kubeconfig", kubeconfig],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert deleter.returncode == 0, deleter.stderr
+    assert objects_of(kubeconfig, namespace, "killed") == {}
