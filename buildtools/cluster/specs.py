@@ -76,10 +76,11 @@ class ClusterSpec(SpecModel):
         Literal["ClusterIP", "NodePort", "LoadBalancer"],
         k.on_error("must be one of ClusterIP, NodePort, LoadBalancer, got {value}"),
     ] = "ClusterIP"
-    tls: bool = True
+    tls: bool | None = None
     """Mutual TLS between client, scheduler and workers, required (docs/TLS.md): with the
     credentials of tls_secret, else of a Secret <name>-tls that the start makes for the cluster
-    (deleted with it). false: plain tcp://, which any pod that reaches the scheduler can use."""
+    (deleted with it). None (the default): on exactly when tls_secret is given. false: plain
+    tcp://, which any pod that reaches the scheduler can use."""
     tls_secret: k.DnsSubdomain | None = None
     """Your own Secret with ca.crt, tls.crt and tls.key (cert-manager's, say) instead of <name>-tls."""
     network_policy: bool = True
@@ -115,7 +116,7 @@ class ClusterSpec(SpecModel):
     running and no client connected (docs/AUTOSCALING.md)."""
 
     def check(self) -> None:
-        if self.tls_secret is not None and not self.tls:
+        if self.tls_secret is not None and self.tls is False:
             k.fail("tls_secret needs tls: a cluster with tls: false has no certificates")
         if self.platform_uid and self.system_packages:
             k.fail("system_packages need root (runAsUser 0): they cannot go with platform_uid")
@@ -157,7 +158,7 @@ class ClusterSpec(SpecModel):
 
     @property
     def use_tls(self) -> bool:
-        return self.tls
+        return self.tls if self.tls is not None else self.tls_secret is not None
 
     @property
     def tls_secret_name(self) -> str:
@@ -167,7 +168,7 @@ class ClusterSpec(SpecModel):
     @property
     def owns_tls_secret(self) -> bool:
         """minimaldask makes (and deletes) the cluster's TLS Secret."""
-        return self.tls and self.tls_secret is None
+        return self.use_tls and self.tls_secret is None
 
     @property
     def exposed(self) -> bool:

@@ -85,7 +85,7 @@ def kubectl(kubeconfig: str, *args: str) -> None:
 
 
 def test_kubectl_delete_of_the_root_removes_every_object_of_an_adopted_cluster(kubeconfig: str, namespace: str) -> None:
-    start(kubeconfig, namespace, "gc", n_workers=2, worker_groups={"big": {"n_workers": 1}})
+    start(kubeconfig, namespace, "gc", n_workers=2, worker_groups={"big": {"n_workers": 1}}, tls=True)
     before = count_objects(kubeconfig, namespace, "gc")
     assert before == {
         "Deployment": 3,

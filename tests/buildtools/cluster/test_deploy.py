@@ -104,14 +104,21 @@ def versions_of(kubeconfig: str, namespace: str, cluster: str) -> dict[str, tupl
 def test_start_wait_reapply_scale_delete(kubeconfig: str, namespace: str) -> None:
     seen: list[str] = []
     cluster = start(
-        "c1", namespace=namespace, image=IMAGE, n_workers=2, timeout=120, kubeconfig=kubeconfig, on_progress=seen.append
+        "c1",
+        namespace=namespace,
+        image=IMAGE,
+        n_workers=2,
+        tls=True,
+        timeout=120,
+        kubeconfig=kubeconfig,
+        on_progress=seen.append,
     )
     assert any("waiting for Deployment" in line and "replicas ready" in line for line in seen)
     found = objects_of(kubeconfig, namespace, "c1")
     assert found["Deployment"] == ["c1-scheduler", "c1-worker"]
     assert found["Service"] == ["c1-scheduler"]
     assert found["NetworkPolicy"] == ["c1-dask"]
-    assert found["Secret"] == ["c1-tls"]  # its own TLS credentials (on by default)
+    assert found["Secret"] == ["c1-tls"]  # its own TLS credentials
     assert len(found["Pod"]) == 3
 
     kube = Kube.connect(kubeconfig)
@@ -218,7 +225,7 @@ def test_the_network_policy_comes_with_the_cluster_and_goes_when_turned_off(kube
     # A later re-apply keeps it off (the stored spec), and the deletion finds nothing more of it.
     start("np", namespace=namespace, n_workers=1, timeout=120, kubeconfig=kubeconfig)
     assert "NetworkPolicy" not in objects_of(kubeconfig, namespace, "np")
-    assert delete_dask_cluster("np", namespace, kubeconfig=kubeconfig) == 7
+    assert delete_dask_cluster("np", namespace, kubeconfig=kubeconfig) == 6
 
 
 def test_the_forward_re_picks_a_ready_pod_of_the_service_when_one_fails(kubeconfig: str, namespace: str) -> None:
@@ -368,7 +375,7 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     cluster.wait_for_pods(timeout=120)
     (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
     Kube.connect(as_account).annotate(POD, pod, namespace, {DELETION_COST: RETIRED_COST})
-    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 8
+    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 7
 
 
 def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
@@ -619,6 +626,7 @@ def test_the_dry_run_checks_exactly_the_objects_the_start_applies(
         namespace=namespace,
         image=IMAGE,
         prepull=prepull,
+        tls=True,
         platform_uid=platform_uid,
         timeout=120,
         kubeconfig=kubeconfig,
@@ -658,7 +666,7 @@ def test_worker_groups_roll_out_scale_on_their_own_and_keep_their_count_on_a_rea
         attached.scale(1, group="small")
     # 3 Deployments, the Service, the account, Role, RoleBinding and the NetworkPolicy (no controller
     # runs on kwok: none adopted).
-    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 9
+    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 8
 
 
 def test_the_clusters_own_credentials_go_to_a_client_and_a_plain_cluster_has_none(
@@ -668,7 +676,7 @@ def test_the_clusters_own_credentials_go_to_a_client_and_a_plain_cluster_has_non
 
     from buildtools.cli import app
 
-    start("cr", namespace=namespace, image=IMAGE, n_workers=0, timeout=120, kubeconfig=kubeconfig)
+    start("cr", namespace=namespace, image=IMAGE, n_workers=0, tls=True, timeout=120, kubeconfig=kubeconfig)
     argv = ["credentials", "cr", "-n", namespace, "--kubeconfig", kubeconfig, "--out", str(tmp_path / "cr")]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
@@ -693,7 +701,7 @@ import sys
 from buildtools.cluster.deploy import start_dask_cluster
 def progress(line):
     print(line, flush=True)
-start_dask_cluster("killed", namespace=sys.argv[1], image=sys.argv[2], kubeconfig=sys.argv[3], n_workers=2,
+start_dask_cluster("killed", namespace=sys.argv[1], image=sys.argv[2], kubeconfig=sys.argv[3], n_workers=2, tls=True,
                    connect=False, timeout=120, on_progress=progress)
 """
 

@@ -57,7 +57,7 @@ def test_worker_env_from_limits(limits: dict[str, str], nthreads: str | None, me
     env = dask_env(cluster(resources={"worker": {"limits": limits}}), "worker")
     assert env["WORKER"] == "true"
     assert env["DASHBOARD_PORT"] == "8788"
-    assert env["DASK_SCHEDULER_ADDRESS"] == "tls://demo-scheduler.dask.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
     assert env.get("WORKER_NTHREADS") == nthreads
     assert env.get("WORKER_MEMORY_LIMIT") == memory
 
@@ -88,8 +88,8 @@ def test_system_packages_run_as_root(image: str, manager: str, variable: str) ->
 
 
 @pytest.mark.parametrize("tls_secret", [None, "dask-tls"], ids=["its-own", "the-users"])
-def test_pip_packages_and_the_default_tls_env(tls_secret: str | None) -> None:
-    spec = cluster(pip_packages=["dask[array]", "pandas>=2"], tls_secret=tls_secret)
+def test_pip_packages_and_the_tls_env(tls_secret: str | None) -> None:
+    spec = cluster(pip_packages=["dask[array]", "pandas>=2"], tls=True, tls_secret=tls_secret)
     assert not spec.run_as_root
     assert spec.tls_secret_name == (tls_secret or "demo-tls") and spec.owns_tls_secret == (tls_secret is None)
     for component in ("scheduler", "worker"):
@@ -115,4 +115,5 @@ def test_gpu_workers_say_so_to_the_entrypoint() -> None:
 def test_a_users_tls_secret_needs_tls() -> None:
     with pytest.raises(ConfigError, match="tls_secret needs tls"):
         cluster(tls=False, tls_secret="mine")
-    assert not any(key.startswith("DASK_DISTRIBUTED__COMM__") for key in dask_env(cluster(tls=False), "worker"))
+    assert not cluster().tls  # opt-in (docs/TLS.md says why)
+    assert not any(key.startswith("DASK_DISTRIBUTED__COMM__") for key in dask_env(cluster(), "worker"))

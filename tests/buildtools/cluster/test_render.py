@@ -111,6 +111,7 @@ CLUSTERS = {
     "platform-uid": PLATFORM_UID,
     "groups": GROUPS,
     "no-network-policy": cluster(network_policy=False),
+    "own-tls": cluster(tls=True),
 }
 PREPULLERS = {
     "minimal": prepull(),
@@ -293,7 +294,7 @@ def test_worker_deployment() -> None:
     (container,) = spec["containers"]
     env = env_of(container)
     assert env["WORKER"] == "true"
-    assert env["DASK_SCHEDULER_ADDRESS"] == "tls://demo-scheduler.dask.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
     assert env["DASHBOARD_PORT"] == "8788"
     assert env["WORKER_NTHREADS"] == "2"
     assert env["WORKER_MEMORY_LIMIT"] == str(2 * 1024**3)
@@ -314,15 +315,19 @@ def test_no_resources_no_scheduling_options() -> None:
     for deployment in deployments(render.render_cluster(cluster())):
         spec = pod_spec(deployment)
         assert spec["containers"][0]["resources"] == {}
-        assert not {"tolerations", "nodeSelector", "imagePullSecrets"} & set(spec)
-        # The one volume: the cluster's own TLS Secret (on by default), read-only.
-        assert [v["secret"]["secretName"] for v in spec["volumes"]] == ["demo-tls"]
-        assert spec["containers"][0]["volumeMounts"] == [
-            {"name": "tls", "mountPath": "/etc/dask/tls", "readOnly": True}
-        ]
+        assert not {"tolerations", "nodeSelector", "imagePullSecrets", "volumes"} & set(spec)
         assert "WORKER_NTHREADS" not in env_of(spec["containers"][0])
         # The Debian image is built for amd64, arm64 and arm/v7: its pods go to those nodes only.
         assert spec["affinity"] == arch_affinity(ALL_ARCHES)
+
+
+def test_a_cluster_with_its_own_tls_mounts_its_secret_read_only() -> None:
+    for deployment in deployments(render.render_cluster(cluster(tls=True))):
+        spec = pod_spec(deployment)
+        assert [v["secret"]["secretName"] for v in spec["volumes"]] == ["demo-tls"]
+        mount = {"name": "tls", "mountPath": "/etc/dask/tls", "readOnly": True}
+        assert spec["containers"][0]["volumeMounts"] == [mount]
+        assert env_of(spec["containers"][0])["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "true"
 
 
 # --- placement ---
@@ -896,13 +901,7 @@ def test_a_job_is_its_runner_job_then_its_cluster_which_follows_the_job() -> Non
     (container,) = pod["containers"]
     assert "command" not in container  # the image's entrypoint runs the args (installs, the wait)
     assert container["args"] == COMMAND and container["image"] == IMAGE
-    assert env_of(container) == {
-        "DASK_SCHEDULER_ADDRESS": scheduler_address("demo", "dask", True),
-        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "true",
-        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": "/etc/dask/tls/ca.crt",
-        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": "/etc/dask/tls/tls.crt",
-        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": "/etc/dask/tls/tls.key",
-    }
+    assert env_of(container) == {"DASK_SCHEDULER_ADDRESS": scheduler_address("demo", "dask", False)}
     scheduler, _ = deployments(objects)
     assert scheduler["metadata"]["annotations"][controller.JOB_ANNOTATION] == "demo-runner"
     role = by_kind(objects, "Role")
