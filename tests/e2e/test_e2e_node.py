@@ -312,7 +312,8 @@ def test_two_of_four_workers_killed_mid_computation_the_result_is_still_right(
         future = client.compute(total)
         time.sleep(undisturbed / 4)  # a quarter of the way in
         assert not future.done(), "the computation ended before the workers were killed"
-        client.run(os.kill, pids[first], signal.SIGKILL, workers=[first], wait=False)
+        # The worker dies answering: its broken connection is the expected outcome, not an error.
+        client.run(os.kill, pids[first], signal.SIGKILL, workers=[first], on_error="ignore")
         kube.delete(POD, pod, NAMESPACE)
         assert float(future.result(timeout=START_TIMEOUT)) == 2 * 8000 * 8000
         disturbed = time.monotonic() - began
