@@ -25,6 +25,8 @@ from buildtools.cluster.lifecycle import require_stored_spec
 from buildtools.cluster.specs import ClusterSpec, cluster_spec
 from buildtools.errors import ConfigError, DeployError
 
+# The Secret's keys and the mounted files, in the order of Credentials' fields.
+FILES = (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE)
 # Long enough to outlive any cluster; the cluster's deletion ends the key's use.
 VALIDITY = datetime.timedelta(days=3650)
 
@@ -37,15 +39,18 @@ class Credentials:
     certificate: str
     key: str
 
+    def files(self) -> dict[str, str]:
+        """The PEM texts under the file names the pods mount (the Secret's keys)."""
+        return dict(zip(FILES, (self.ca, self.certificate, self.key), strict=True))
+
     def secret_data(self) -> dict[str, str]:
-        """The Secret's data (base64), under the keys the pods mount."""
-        files = {TLS_CA_FILE: self.ca, TLS_CERT_FILE: self.certificate, TLS_KEY_FILE: self.key}
-        return {name: base64.b64encode(text.encode()).decode() for name, text in files.items()}
+        """The Secret's data (base64)."""
+        return {name: base64.b64encode(text.encode()).decode() for name, text in self.files().items()}
 
     def write(self, directory: Path) -> list[Path]:
         """ca.crt, tls.crt and tls.key in `directory` (made if missing), the key mode 0600."""
         directory.mkdir(parents=True, exist_ok=True)
-        files = {TLS_CA_FILE: self.ca, TLS_CERT_FILE: self.certificate, TLS_KEY_FILE: self.key}
+        files = self.files()
         for name, text in files.items():
             mode = 0o600 if name == TLS_KEY_FILE else 0o644
             # The mode from the start (and again on an existing file): the key is never readable by others.
@@ -108,13 +113,10 @@ def from_secret(secret: dict[str, Any]) -> Credentials:
     """The credentials a cluster's Secret holds; a Secret without them is a one-line error."""
     data = secret.get("data") or {}
     name = secret["metadata"]["name"]
-    files = (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE)
-    missing = [file for file in files if not data.get(file)]
+    missing = [file for file in FILES if not data.get(file)]
     if missing:
         raise ConfigError(f"TLS Secret {name} has no {', '.join(missing)}: it needs ca.crt, tls.crt and tls.key")
-    ca, certificate, key = (
-        base64.b64decode(data[file]).decode() for file in (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE)
-    )
+    ca, certificate, key = (base64.b64decode(data[file]).decode() for file in FILES)
     return Credentials(ca=ca, certificate=certificate, key=key)
 
 

@@ -42,6 +42,7 @@ from buildtools.cluster.lifecycle import CLUSTER_KINDS
 from buildtools.errors import ConfigError, ImagePullError, JobFailed, VersionMismatchError
 from buildtools.settings import REPO_ROOT, Settings
 from tests.conftest import DEBIAN
+from tests.helpers.host import killed_at
 from tests.helpers.node import Node, NodeError
 from tests.helpers.tls import read_without_a_client_certificate
 
@@ -416,17 +417,9 @@ def test_adapt_goes_on_after_the_client_process_is_killed_from_zero_and_back_kee
 ) -> None:
     import dask.array as da
 
-    starter = subprocess.Popen(
-        [sys.executable, "-c", STARTER, NAMESPACE, debian_ref, str(node.kubeconfig)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert starter.stdout is not None and starter.stdout.readline().strip() == "adapting"
-    finally:
-        starter.kill()  # SIGKILL: no close, no cleanup, no client-side loop left
-        starter.wait()
+    # SIGKILL once it adapts: no close, no cleanup, no client-side loop left.
+    lines = killed_at(STARTER, [NAMESPACE, debian_ref, str(node.kubeconfig)], lambda line: True)
+    assert [line.strip() for line in lines] == ["adapting"]
     try:
         # Nothing to do: the controller scales the one worker down to 0.
         wait_for(lambda: not worker_pods(kube, "walk"), "scale to 0 worker pods", START_TIMEOUT)
@@ -603,23 +596,10 @@ run_job(["python", "-c", script], "job-orphan", namespace=namespace, image=image
 def test_a_job_whose_caller_is_killed_completes_and_its_cluster_is_gone(
     node: Node, kube: Kube, debian_ref: str
 ) -> None:
-    caller = subprocess.Popen(
-        [sys.executable, "-c", JOB_CALLER, NAMESPACE, debian_ref, str(node.kubeconfig)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert caller.stdout is not None
-        lines = []
-        for line in caller.stdout:  # the runner's log, followed by the caller
-            lines.append(line)
-            if line.strip() == "running":
-                break
-        assert lines and lines[-1].strip() == "running", f"the caller ended before the job ran: {lines}"
-    finally:
-        caller.kill()  # SIGKILL: the caller is gone while the job runs
-        caller.wait()
+    # The runner's log, followed by the caller; SIGKILL: the caller is gone while the job runs.
+    args = [NAMESPACE, debian_ref, str(node.kubeconfig)]
+    lines = killed_at(JOB_CALLER, args, lambda line: line.strip() == "running")
+    assert lines and lines[-1].strip() == "running", f"the caller ended before the job ran: {lines}"
 
     def succeeded() -> bool:
         try:

@@ -4,10 +4,15 @@ the emulation settings per platform."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Sequence
 
 import pytest
 from python_on_whales import docker
+
+from buildtools.settings import REPO_ROOT
 
 # QEMU before 8 emulates arm64's pointer authentication (QARMA5) on its default "max" CPU,
 # and Debian trixie's binaries use it in every function: under Debian bookworm's QEMU 7.2,
@@ -62,3 +67,21 @@ def run_once(
         return int(docker.wait(container)), docker.logs(container)
     finally:
         container.remove(force=True)
+
+
+def killed_at(script: str, args: Sequence[str], until: Callable[[str], bool]) -> list[str]:
+    """Run `python -c script *args` from the repository, read its output until a line satisfies
+    `until` (or the output ends), then SIGKILL it: a caller gone with no cleanup of its own.
+    The lines read, the last one the line that satisfied `until`, when one did."""
+    process = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if until(line):
+                break
+        return lines
+    finally:
+        process.kill()
+        process.wait()

@@ -49,6 +49,7 @@ from buildtools.errors import (
     WaitTimeout,
 )
 from buildtools.settings import REPO_ROOT
+from tests.helpers.host import killed_at
 from tests.helpers.kwok_cluster import (
     FAKE_LOG_LINE,
     GPU_LABEL,
@@ -709,22 +710,8 @@ start_dask_cluster("killed", namespace=sys.argv[1], image=sys.argv[2], kubeconfi
 def test_a_start_killed_half_way_leaves_what_a_delete_from_another_process_removes_the_secret_included(
     kubeconfig: str, namespace: str
 ) -> None:
-    starter = subprocess.Popen(
-        [sys.executable, "-c", KILLED_STARTER, namespace, IMAGE, kubeconfig],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert starter.stdout is not None
-        seen = []
-        for line in starter.stdout:  # killed once its Secret and some objects, not all, are applied
-            seen.append(line)
-            if line.startswith("applying Service"):
-                break
-    finally:
-        starter.kill()  # SIGKILL: no cleanup of its own
-        starter.wait()
+    # Killed once its Secret and some objects, not all, are applied.
+    seen = killed_at(KILLED_STARTER, [namespace, IMAGE, kubeconfig], lambda line: line.startswith("applying Service"))
     assert any(line.startswith("applying Secret") for line in seen), seen
     left = objects_of(kubeconfig, namespace, "killed")
     assert left["Secret"] == ["killed-tls"] and "Deployment" not in left, left
