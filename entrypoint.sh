@@ -174,6 +174,10 @@ fi
 
 CONTROLLER=/usr/local/lib/minimaldask-controller.py
 GUARD=/usr/local/lib/minimaldask-client-guard.py
+# Empties OpenSSL's error queue before each TLS call (buildtools/cluster/ssl_error_queue.py):
+# without it, one failed TLS connection can take down the next one to read.
+SSL_ERROR_QUEUE=/usr/local/lib/minimaldask-ssl-error-queue.py
+[ -r "$SSL_ERROR_QUEUE" ] || die "this image has no readable $SSL_ERROR_QUEUE"
 port=${PORT:-8786}
 check_port PORT "$port"
 host=${HOST:-}
@@ -197,6 +201,7 @@ false | 0 | no | "")
     else
         log "clients of any Python minor are let in (PYTHON_MISMATCH=allow): a function pickled on another minor can crash the cluster"
     fi
+    set -- --preload "$SSL_ERROR_QUEUE" "$@"
     log "starting scheduler on ${host:-*}:$port, dashboard on ${host:-*}:$dashboard_port"
     exec dask scheduler ${host:+--host "$host"} --port "$port" --dashboard-address "$host:$dashboard_port" "$@"
     ;;
@@ -215,12 +220,13 @@ true | 1 | yes)
         # One worker process per visible GPU; threads and memory are per GPU, so only explicit
         # settings apply (dask-cuda's defaults: one thread, the memory shared out per GPU).
         log "starting GPU worker (dask cuda worker) for $scheduler"
-        exec dask cuda worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
+        exec dask cuda worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" --preload "$SSL_ERROR_QUEUE" \
             ${WORKER_NTHREADS:+--nthreads "$WORKER_NTHREADS"} \
             ${WORKER_MEMORY_LIMIT:+--memory-limit "$WORKER_MEMORY_LIMIT"} "$@" "$scheduler"
     fi
     log "starting worker for $scheduler, threads: ${nthreads:-all CPUs}, memory limit: ${memory:-auto}"
     exec dask worker ${host:+--host "$host"} --dashboard-address "$host:$dashboard_port" \
+        --preload "$SSL_ERROR_QUEUE" --preload-nanny "$SSL_ERROR_QUEUE" \
         ${nthreads:+--nthreads "$nthreads"} ${memory:+--memory-limit "$memory"} "$@" "$scheduler"
     ;;
 *) die "WORKER must be true or false, got '$WORKER'" ;;

@@ -118,7 +118,7 @@ def start_dask_cluster(
     if first.exposed and not first.use_tls:
         warnings.warn(
             f"cluster {first.name}: the scheduler is exposed outside the cluster ({first.service_type}) "
-            "WITHOUT TLS: anyone who reaches it can run code on your workers; pass tls=True",
+            "WITHOUT TLS (tls=False): anyone who reaches it can run code on your workers",
             stacklevel=2,
         )
     progress = on_progress or quiet

@@ -23,7 +23,7 @@ from distributed.core import Status, rpc
 from distributed.deploy import Cluster
 from distributed.utils import Log, Logs, format_dashboard_link
 
-from buildtools.cluster import contract, labels
+from buildtools.cluster import contract, labels, ssl_error_queue
 from buildtools.cluster.client_guard import mismatch_message, own_minor, python_minor
 from buildtools.cluster.credentials import of_cluster
 from buildtools.cluster.kinds import POD
@@ -156,9 +156,11 @@ class DaskCluster(WorkerScaling, Cluster):
         self._dashboard = await asyncio.to_thread(
             self._reach.address, contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT, "http"
         )
-        if self.spec.use_tls and self.security is None:
-            credentials = await asyncio.to_thread(of_cluster, self.kube, self.spec)
-            self.security = credentials.security()
+        if self.spec.use_tls:
+            ssl_error_queue.install()  # this process's TLS connections, as the pods' (see there)
+            if self.security is None:
+                credentials = await asyncio.to_thread(of_cluster, self.kube, self.spec)
+                self.security = credentials.security()
         args = self.security.get_connection_args("client") if self.security else {}
         self.scheduler_comm = rpc(address, connection_args=args)
         versions = await self._scheduler_versions(Deadline.of(self._connect_timeout))

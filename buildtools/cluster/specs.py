@@ -76,11 +76,11 @@ class ClusterSpec(SpecModel):
         Literal["ClusterIP", "NodePort", "LoadBalancer"],
         k.on_error("must be one of ClusterIP, NodePort, LoadBalancer, got {value}"),
     ] = "ClusterIP"
-    tls: bool | None = None
+    tls: bool = True
     """Mutual TLS between client, scheduler and workers, required (docs/TLS.md): with the
     credentials of tls_secret, else of a Secret <name>-tls that the start makes for the cluster
-    (deleted with it). None (the default): on exactly when tls_secret is given. false: plain
-    tcp://, which any pod that reaches the scheduler can use."""
+    (deleted with it). false: plain tcp://, which any pod that reaches the scheduler can use to
+    run code on the workers."""
     tls_secret: k.DnsSubdomain | None = None
     """Your own Secret with ca.crt, tls.crt and tls.key (cert-manager's, say) instead of <name>-tls."""
     network_policy: bool = True
@@ -158,7 +158,7 @@ class ClusterSpec(SpecModel):
 
     @property
     def use_tls(self) -> bool:
-        return self.tls if self.tls is not None else self.tls_secret is not None
+        return self.tls
 
     @property
     def tls_secret_name(self) -> str:

@@ -1,10 +1,24 @@
-"""A TLS client that trusts a cluster's CA but shows no certificate of its own: what a scheduler
-that requires mutual TLS answers it."""
+"""TLS helpers: a client that trusts a cluster's CA but shows no certificate of its own (what a
+scheduler that requires mutual TLS answers it), and throwaway credentials in files."""
 
 from __future__ import annotations
 
 import socket
 import ssl
+from pathlib import Path
+
+from buildtools.cluster.credentials import generate
+
+
+def write_credentials(directory: Path) -> list[str]:
+    """CERT, KEY, CA of a throwaway cluster, readable by any container user (unlike a real
+    cluster's key, 0600)."""
+    credentials = generate("throwaway", "tests")
+    paths = {"tls.crt": credentials.certificate, "tls.key": credentials.key, "ca.crt": credentials.ca}
+    for name, text in paths.items():
+        (directory / name).write_text(text)
+        (directory / name).chmod(0o644)
+    return [str(directory / name) for name in paths]
 
 
 def read_without_a_client_certificate(host: str, port: int, ca: str, timeout: float = 30) -> bytes:

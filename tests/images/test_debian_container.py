@@ -3,6 +3,7 @@ QEMU), every other Python on amd64 (tests/conftest.py TESTED_VARIANTS)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ from python_on_whales import Container, docker
 
 from buildtools.settings import REPO_ROOT
 from tests.conftest import DEBIAN, TESTED_VARIANTS
+from tests.helpers import ssl_error_queue as reproduction
 from tests.helpers.host import platform_env, run_once
+from tests.helpers.tls import write_credentials
 from tests.helpers.wheels import GREETING, WHEEL_PACKAGE, write_wheel
 
 pytestmark = pytest.mark.images
@@ -108,6 +111,7 @@ def test_no_compiler_caches_or_package_lists(host: testinfra.host.Host) -> None:
     [
         ("controller.py", "minimaldask-controller.py", "PERIOD", "1.0"),
         ("client_guard.py", "minimaldask-client-guard.py", "ALLOW_VARIABLE", "PYTHON_MISMATCH"),
+        ("ssl_error_queue.py", "minimaldask-ssl-error-queue.py", "INSTALLED", "_minimaldask_clears_error_queue"),
     ],
 )
 def test_the_schedulers_preloads_are_the_repositorys_and_load_as_the_image_user(
@@ -119,6 +123,23 @@ def test_the_schedulers_preloads_are_the_repositorys_and_load_as_the_image_user(
     # As the scheduler's preload imports it: readable by the image user, distributed found.
     code = f"import runpy; m = runpy.run_path('/usr/local/lib/{installed}'); print(m['{name}'])"
     assert host.check_output(f'python -c "{code}"') == value
+
+
+def test_a_failed_tls_connection_fails_the_next_read_unless_the_error_queue_is_cleared(
+    image: str, platform: str, python: str, tmp_path: Path
+) -> None:
+    """python/cpython#148594 in the image's own Python (tests/helpers/ssl_error_queue.py): on the
+    default Python (3.13, OpenSSL 3.5) a read on a second connection fails with the first one's
+    reset; with the preload every scheduler, nanny and worker gets, it says "would block"."""
+    shutil.copy(reproduction.SCRIPT, tmp_path / "reproduction.py")
+    command = ["python", "/repro/reproduction.py", *(f"/repro/{Path(p).name}" for p in write_credentials(tmp_path))]
+    volumes = [(str(tmp_path), "/repro", "ro")]
+    code, without = run_once(image, platform, command=command, volumes=volumes)
+    assert code == 0, without
+    if python == DEBIAN.default_python:
+        assert without.strip() == "ConnectionResetError"  # the bug, as the scheduler met it
+    fixed = [*command, "/usr/local/lib/minimaldask-ssl-error-queue.py"]
+    assert run_once(image, platform, command=fixed, volumes=volumes) == (0, f"{reproduction.CORRECT}\n")
 
 
 def test_other_commands_run_instead(image: str, platform: str) -> None:

@@ -29,7 +29,7 @@ def test_every_plan_option_reaches_the_plan() -> None:
     assert target["build_args"]["BASE_IMAGE"] == "r.example:5000/minimaldask/debian-base:trixie"
 
 
-@pytest.mark.parametrize(("tls", "scheme"), [([], "tcp"), (["--spec", "tls.yaml"], "tls")], ids=["tcp", "tls"])
+@pytest.mark.parametrize(("tls", "scheme"), [([], "tls"), (["--spec", "tcp.yaml"], "tcp")], ids=["tls", "tcp"])
 def test_up_prints_the_in_cluster_addresses_of_the_spec_it_started(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tls: list[str], scheme: str
 ) -> None:
@@ -44,7 +44,7 @@ def test_up_prints_the_in_cluster_addresses_of_the_spec_it_started(
 
     monkeypatch.setattr(deploy, "start_dask_cluster", start_dask_cluster)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tls.yaml").write_text("tls: true\n")
+    (tmp_path / "tcp.yaml").write_text("tls: false\n")
     result = CliRunner().invoke(app, ["up", "demo", "-n", "ns", "--workers", "3", *tls])
     assert result.exit_code == 0, result.output
     ((spec,),) = [started]

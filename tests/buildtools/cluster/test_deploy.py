@@ -379,16 +379,24 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 7
 
 
-def test_a_narrower_role_fails_with_a_clear_forbidden_error(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
+# A Role without one of its rules: the preflight names each of its verbs before anything exists
+# (secrets: even a cluster without TLS, since the deletion looks for its Secret).
+@pytest.mark.parametrize(
+    ("resource", "named"),
+    [
+        ("services", r"lacks: get services, list services, .* delete serviceaccounts \(.*docs/RBAC.md"),
+        ("secrets", r"lacks: get secrets, list secrets, create secrets, patch secrets, delete secrets \(.*RBAC.md"),
+    ],
+)
+def test_a_narrower_role_fails_with_a_clear_forbidden_error(
+    kubeconfig: str, namespace: str, tmp_path: Path, resource: str, named: str
+) -> None:
     objects = render_rbac(namespace)
     role = next(o for o in objects if o["kind"] == "Role")
-    role["rules"] = [r for r in role["rules"] if "services" not in r.get("resources", [])]
+    role["rules"] = [r for r in role["rules"] if resource not in r.get("resources", [])]
     apply_all(kubeconfig, objects)
     as_account = kubeconfig_for_service_account(kubeconfig, namespace, "minimaldask-deployer", tmp_path / "sa")
-    # The preflight names every verb on services before anything is created.
-    with pytest.raises(
-        ForbiddenError, match=r"lacks: get services, list services, .* delete serviceaccounts \(.*docs/RBAC.md"
-    ):
+    with pytest.raises(ForbiddenError, match=named):
         start("rb2", namespace=namespace, image=IMAGE, n_workers=1, timeout=60, kubeconfig=as_account)
     assert objects_of(kubeconfig, namespace, "rb2") == {}
 

@@ -57,7 +57,7 @@ def test_worker_env_from_limits(limits: dict[str, str], nthreads: str | None, me
     env = dask_env(cluster(resources={"worker": {"limits": limits}}), "worker")
     assert env["WORKER"] == "true"
     assert env["DASHBOARD_PORT"] == "8788"
-    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tls://demo-scheduler.dask.svc:8786"  # TLS by default
     assert env.get("WORKER_NTHREADS") == nthreads
     assert env.get("WORKER_MEMORY_LIMIT") == memory
 
@@ -115,5 +115,7 @@ def test_gpu_workers_say_so_to_the_entrypoint() -> None:
 def test_a_users_tls_secret_needs_tls() -> None:
     with pytest.raises(ConfigError, match="tls_secret needs tls"):
         cluster(tls=False, tls_secret="mine")
-    assert not cluster().tls  # opt-in (docs/TLS.md says why)
-    assert not any(key.startswith("DASK_DISTRIBUTED__COMM__") for key in dask_env(cluster(), "worker"))
+    assert cluster().tls  # the default; tls=False opts out
+    plain = cluster(tls=False)
+    assert dask_env(plain, "worker")["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
+    assert not any(key.startswith("DASK_DISTRIBUTED__COMM__") for key in dask_env(plain, "worker"))

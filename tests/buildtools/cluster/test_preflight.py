@@ -28,6 +28,9 @@ def test_the_needed_permissions_are_the_roles() -> None:
     # The cluster's NetworkPolicy: applied (and dry-run), then listed and deleted with the cluster.
     policy = {verb for group, resource, verb in needed if (group, resource) == ("networking.k8s.io", "networkpolicies")}
     assert policy == {"get", "list", "create", "patch", "delete"}
+    # A TLS cluster's own Secret: checked whether it exists, created, read by a handle, deleted.
+    secrets = {verb for group, resource, verb in needed if (group, resource) == ("", "secrets")}
+    assert secrets == {"get", "list", "create", "patch", "delete"}
     assert not [p for p in needed if p[1] == "daemonsets"]
     with_prepull = preflight.needed_permissions("dask", prepull=True)
     assert set(with_prepull) - set(needed) == {

@@ -294,7 +294,7 @@ def test_worker_deployment() -> None:
     (container,) = spec["containers"]
     env = env_of(container)
     assert env["WORKER"] == "true"
-    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://demo-scheduler.dask.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tls://demo-scheduler.dask.svc:8786"
     assert env["DASHBOARD_PORT"] == "8788"
     assert env["WORKER_NTHREADS"] == "2"
     assert env["WORKER_MEMORY_LIMIT"] == str(2 * 1024**3)
@@ -312,7 +312,7 @@ def test_worker_deployment() -> None:
 
 
 def test_no_resources_no_scheduling_options() -> None:
-    for deployment in deployments(render.render_cluster(cluster())):
+    for deployment in deployments(render.render_cluster(cluster(tls=False))):
         spec = pod_spec(deployment)
         assert spec["containers"][0]["resources"] == {}
         assert not {"tolerations", "nodeSelector", "imagePullSecrets", "volumes"} & set(spec)
@@ -901,7 +901,9 @@ def test_a_job_is_its_runner_job_then_its_cluster_which_follows_the_job() -> Non
     (container,) = pod["containers"]
     assert "command" not in container  # the image's entrypoint runs the args (installs, the wait)
     assert container["args"] == COMMAND and container["image"] == IMAGE
-    assert env_of(container) == {"DASK_SCHEDULER_ADDRESS": scheduler_address("demo", "dask", False)}
+    env = env_of(container)
+    assert env["DASK_SCHEDULER_ADDRESS"] == scheduler_address("demo", "dask", True)  # TLS by default
+    assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"] == f"{contract.TLS_MOUNT_PATH}/tls.crt"
     scheduler, _ = deployments(objects)
     assert scheduler["metadata"]["annotations"][controller.JOB_ANNOTATION] == "demo-runner"
     role = by_kind(objects, "Role")

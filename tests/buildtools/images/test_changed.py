@@ -88,4 +88,5 @@ def test_the_build_context_outside_images_is_read_from_dockerignore() -> None:
         "entrypoint.sh",
         "buildtools/cluster/controller.py",
         "buildtools/cluster/client_guard.py",
+        "buildtools/cluster/ssl_error_queue.py",
     )
