@@ -160,9 +160,10 @@ def _deploy(
     removes what it created (unless keep_on_failure). Permissions and a server-side dry run of
     exactly the objects applied come first: a refusal fails before anything exists."""
     objects = planned_objects(spec, prepull)
+    preflight.check_permissions(kube, spec.namespace, prepull)  # before the Secret's lookup
     if (secret := new_secret(kube, spec)) is not None:
         objects.insert(1 if prepull else 0, secret)  # before the pods that mount it; after the prepuller
-    preflight.preflight(kube, spec.namespace, objects, prepull, deadline, progress)
+    preflight.dry_run(kube, objects, deadline, progress)
     try:
         if prepull:
             prepuller, *objects = objects

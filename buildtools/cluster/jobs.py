@@ -178,9 +178,10 @@ def start_job(
     cluster and the runner's start. A failed start removes what it created (unless keep_on_failure)."""
     namespace = job.cluster.namespace
     runner, *cluster = render_job(job)
+    preflight.check_permissions(kube, namespace, prepull=False)  # before the Secret's lookup
     if (secret := new_secret(kube, job.cluster)) is not None:
         cluster.insert(0, secret)
-    preflight.preflight(kube, namespace, [runner, *cluster], False, deadline, progress)
+    preflight.dry_run(kube, [runner, *cluster], deadline, progress)
     progress(f"applying Job {namespace}/{runner['metadata']['name']}")
     owner = controller.owner_reference(kube.apply(runner))
     try:

@@ -122,12 +122,3 @@ def dry_run(kube: Kube, objects: Iterable[Obj], deadline: Deadline, progress: Pr
     for obj in objects:
         if obj["kind"] in ("Deployment", "DaemonSet", "Job"):
             dry_run_pod(kube, as_admitted_now(kube, template_pod(obj), accounts), deadline, progress)
-
-
-def preflight(
-    kube: Kube, namespace: str, objects: list[Obj], prepull: bool, deadline: Deadline, progress: Progress
-) -> None:
-    """Permissions, then the dry run of exactly the objects the start applies: a few quick
-    requests, inside the start's one deadline (the waits after them get what is left of it)."""
-    check_permissions(kube, namespace, prepull)
-    dry_run(kube, objects, deadline, progress)

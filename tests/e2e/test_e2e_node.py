@@ -109,16 +109,18 @@ def dask_cluster(node: Node, kube: Kube, debian_ref: str) -> Iterator[DaskCluste
         yield cluster
 
 
-def test_client_on_the_host_computes_through_the_port_forward(dask_cluster: DaskCluster) -> None:
+def test_client_on_the_host_computes_through_the_port_forward_over_mutual_tls_by_default(
+    dask_cluster: DaskCluster,
+) -> None:
     import dask.array as da
 
     address = dask_cluster.scheduler_address
-    assert address.startswith("tcp://127.0.0.1:")
+    assert address.startswith("tls://127.0.0.1:")  # the cluster's own certificate, from its Secret
     assert dask_cluster.dashboard_link.startswith("http://127.0.0.1:")
     health = dask_cluster.dashboard_link.replace("/status", "/health")
     with urllib.request.urlopen(health, timeout=30) as answer:  # noqa: S310 - loopback http
         assert answer.read() == b"ok"  # the dashboard, through its own forward
-    assert repr(dask_cluster).startswith(f"DaskCluster({NAMESPACE}/e2e, 'tcp://127.0.0.1:")
+    assert repr(dask_cluster).startswith(f"DaskCluster({NAMESPACE}/e2e, 'tls://127.0.0.1:")
     with Client(dask_cluster, timeout=60) as client:
         client.wait_for_workers(2, timeout=120)
         x = da.random.random((10000, 10000), chunks=(1000, 1000))
@@ -130,30 +132,21 @@ def test_client_on_the_host_computes_through_the_port_forward(dask_cluster: Dask
     assert abs(result - 1.0).max() < 0.05
     assert len(workers) == 2
     # The workers are real pods on the pod network.
-    assert all(w.startswith("tcp://10.244.0.") for w in workers)
+    assert all(w.startswith("tls://10.244.0.") for w in workers)
 
 
-def test_a_tls_cluster_computes_over_mutual_tls_and_without_its_certificate_or_over_tcp_answers_nothing(
-    node: Node, kube: Kube, debian_ref: str
-) -> None:
-    import dask.array as da
-
-    with start(node, "e2e-tls", debian_ref, n_workers=2, resources=SMALL_WORKER, tls=True) as cluster:
-        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")  # the cluster's own certificate
-        with Client(cluster, timeout=60) as client:
-            client.wait_for_workers(2, timeout=START_TIMEOUT)
-            assert float(da.ones((2000, 2000), chunks=(500, 500)).sum().compute()) == 2000 * 2000
-            assert all(w.startswith("tls://10.244.0.") for w in client.scheduler_info()["workers"])
-        host, port = cluster.scheduler_address.removeprefix("tls://").rsplit(":", 1)
-        ca = cluster.security.tls_ca_file  # the cluster's CA (in memory): trusted, but no client certificate
-        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
-            read_without_a_client_certificate(host, int(port), ca)
-        with pytest.raises((OSError, TimeoutError)):
-            Client(f"tcp://{host}:{port}", timeout=15)
-        with pytest.raises((OSError, TimeoutError)):  # another cluster's certificate: not this cluster's CA
-            Client(cluster.scheduler_address, security=generate("other", NAMESPACE).security(), timeout=15)
-        with Client(cluster, timeout=60) as client:  # and the cluster is none the worse for it
-            assert client.submit(sum, [1, 2]).result(timeout=60) == 3
+def test_the_default_cluster_answers_nothing_without_its_certificate_or_over_tcp(dask_cluster: DaskCluster) -> None:
+    host, port = dask_cluster.scheduler_address.removeprefix("tls://").rsplit(":", 1)
+    ca = dask_cluster.security.tls_ca_file  # the cluster's CA (in memory): trusted, but no client certificate
+    with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
+        read_without_a_client_certificate(host, int(port), ca)
+    with pytest.raises((OSError, TimeoutError)):
+        Client(f"tcp://{host}:{port}", timeout=15)
+    with pytest.raises((OSError, TimeoutError)):  # another cluster's certificate: not this cluster's CA
+        Client(dask_cluster.scheduler_address, security=generate("other", NAMESPACE).security(), timeout=15)
+    with Client(dask_cluster, timeout=60) as client:  # and the cluster is none the worse for it
+        assert client.submit(sum, [1, 2]).result(timeout=60) == 3
+        assert len(client.scheduler_info()["workers"]) == 2
 
 
 def test_scale_adds_a_worker_that_joins(dask_cluster: DaskCluster) -> None:
@@ -551,8 +544,8 @@ def objects_left(kube: Kube, name: str) -> list[str]:
 def test_a_job_computes_gives_its_output_runs_again_at_once_and_leaves_nothing_after_its_ttl(
     node: Node, kube: Kube, debian_ref: str
 ) -> None:
-    # Over TLS: the runner gets the client settings from the job cluster's own Secret.
-    status, lines = run(node, "job-sum", debian_ref, JOB_SUM, ttl_seconds_after_finished=300, tls=True)
+    # Over TLS (the default): the runner gets the client settings from the job cluster's own Secret.
+    status, lines = run(node, "job-sum", debian_ref, JOB_SUM, ttl_seconds_after_finished=300)
     assert (status.state, status.exit_code) == ("succeeded", 0), status
     assert "sum 4000000" in lines, lines
     print(f"\n{status.summary}")

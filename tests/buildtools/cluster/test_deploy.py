@@ -226,7 +226,7 @@ def test_the_network_policy_comes_with_the_cluster_and_goes_when_turned_off(kube
     # A later re-apply keeps it off (the stored spec), and the deletion finds nothing more of it.
     start("np", namespace=namespace, n_workers=1, timeout=120, kubeconfig=kubeconfig)
     assert "NetworkPolicy" not in objects_of(kubeconfig, namespace, "np")
-    assert delete_dask_cluster("np", namespace, kubeconfig=kubeconfig) == 6
+    assert delete_dask_cluster("np", namespace, kubeconfig=kubeconfig) == 7  # with its TLS Secret (the default)
 
 
 def test_the_forward_re_picks_a_ready_pod_of_the_service_when_one_fails(kubeconfig: str, namespace: str) -> None:
@@ -376,7 +376,7 @@ def test_deploy_as_the_documented_role_succeeds(kubeconfig: str, namespace: str,
     cluster.wait_for_pods(timeout=120)
     (pod, *_) = (name for name in logs if name.startswith("rb-worker-"))
     Kube.connect(as_account).annotate(POD, pod, namespace, {DELETION_COST: RETIRED_COST})
-    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 7
+    assert delete_dask_cluster("rb", namespace, kubeconfig=as_account, timeout=120) == 8  # with its TLS Secret
 
 
 # A Role without one of its rules: the preflight names each of its verbs before anything exists
@@ -675,7 +675,7 @@ def test_worker_groups_roll_out_scale_on_their_own_and_keep_their_count_on_a_rea
         attached.scale(1, group="small")
     # 3 Deployments, the Service, the account, Role, RoleBinding and the NetworkPolicy (no controller
     # runs on kwok: none adopted).
-    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 8
+    assert delete_dask_cluster("c12", namespace, kubeconfig=kubeconfig) == 9  # with its TLS Secret
 
 
 def test_the_clusters_own_credentials_go_to_a_client_and_a_plain_cluster_has_none(
