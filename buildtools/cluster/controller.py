@@ -335,6 +335,14 @@ class KubeREST:
         self.request("DELETE", self.path(kind, name), {"propagationPolicy": "Background"})
 
 
+def api_unavailable(error: BaseException) -> bool:
+    """Whether a call failed because the API server is away (unreachable, silent, or answering
+    that it cannot serve: 5xx), rather than because of what was asked (4xx)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500
+    return isinstance(error, urllib.error.URLError | TimeoutError | ConnectionError)
+
+
 def owner_reference(owner: Obj) -> Obj:
     """What an object owned by `owner` (as the API returned it) carries (no blockOwnerDeletion:
     that needs more rights)."""
@@ -384,6 +392,7 @@ class Controller:
     ticks: int = 0
     idle_since: float | None = None
     deleting: bool = False
+    unreachable_since: float | None = None  # when the API server stopped answering (monotonic)
 
     @property
     def selector(self) -> str:
@@ -393,11 +402,28 @@ class Controller:
         return await asyncio.to_thread(function, *args)
 
     async def tick(self) -> None:
-        """Never raises: a failed round is logged and the next one tries again."""
+        """Never raises: a failed round is logged and the next one tries again. An API server
+        that does not answer is one warning when it stops and one line when it is back (not a
+        traceback a second): meanwhile nothing is scaled or deleted, and Dask runs on."""
         try:
             await self._tick()
-        except Exception:
-            logger.exception("minimaldask controller: this round failed; the next one tries again")
+        except Exception as error:
+            if not api_unavailable(error):
+                logger.exception("minimaldask controller: this round failed; the next one tries again")
+            elif self.unreachable_since is None:
+                self.unreachable_since = time.monotonic()
+                logger.warning(
+                    "minimaldask controller: the Kubernetes API server does not answer (%s); "
+                    "scaling and the idle check wait for it, the cluster runs on",
+                    error,
+                )
+            return
+        if self.unreachable_since is not None:
+            logger.warning(
+                "minimaldask controller: the Kubernetes API server answers again after %.0f s; scaling goes on",
+                time.monotonic() - self.unreachable_since,
+            )
+            self.unreachable_since = None
 
     async def _tick(self) -> None:
         if self.deleting:

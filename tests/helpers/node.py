@@ -85,6 +85,17 @@ class Node:
         selector = f'labels."io.kubernetes.pod.namespace"=={namespace}'
         return self.ctr("containers", "list", "--quiet", selector).split()
 
+    def api_server_pid(self) -> int:
+        """The node's kube-apiserver (kwokctl's binary runtime runs it from the cluster's directory)."""
+        binary = str(self.kubeconfig.parent / "bin" / "kube-apiserver").encode()
+        for process in Path("/proc").iterdir():
+            try:
+                if process.name.isdigit() and (process / "cmdline").read_bytes().split(b"\0")[0] == binary:
+                    return int(process.name)
+            except OSError:  # gone meanwhile
+                continue
+        raise NodeError(f"no kube-apiserver of node {self.name} is running")
+
     def log_tail(self, lines: int = 20) -> str:
         """The last LINES lines of every log of the node's processes."""
         parts = []

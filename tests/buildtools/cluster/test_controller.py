@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
+import re
+import urllib.error
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -51,8 +54,8 @@ class FakeKube:
         self.failing = False
 
     def _call(self, verb: str, kind: str, name: str) -> None:
-        if self.failing:
-            raise OSError("the API server is unreachable")
+        if self.failing:  # what KubeREST raises when nothing listens
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
         self.calls.append((verb, kind, name))
 
     def get(self, kind: str, name: str) -> Obj | None:
@@ -269,6 +272,50 @@ def test_a_bad_annotation_is_ignored_and_a_failing_api_never_stops_the_scheduler
             assert scheduler.status.name == "running"
 
     run(test)
+
+
+def test_an_api_server_that_does_not_answer_is_one_warning_then_one_line_when_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def test() -> None:
+        async with dask(1) as (scheduler, _, kube):
+            loop = controller(scheduler, kube)
+            await loop.tick()
+            with caplog.at_level(logging.WARNING, logger=c.logger.name):
+                kube.failing = True
+                for _ in range(3):
+                    await loop.tick()
+                kube.failing = False
+                await loop.tick()
+            lines = [record.getMessage() for record in caplog.records if record.name == c.logger.name]
+            assert lines[0] == (
+                "minimaldask controller: the Kubernetes API server does not answer "
+                "(<urlopen error [Errno 111] Connection refused>); scaling and the idle check wait for it, "
+                "the cluster runs on"
+            )
+            assert re.fullmatch(
+                r"minimaldask controller: the Kubernetes API server answers again after \d+ s; "
+                r"scaling goes on",
+                lines[1],
+            )
+            assert len(lines) == 2 and not [record for record in caplog.records if record.exc_info]
+            assert scheduler.status.name == "running"
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), True),
+        (TimeoutError("The read operation timed out"), True),
+        (urllib.error.HTTPError("https://api", 503, "Service Unavailable", None, None), True),  # type: ignore[arg-type]
+        (urllib.error.HTTPError("https://api", 403, "Forbidden", None, None), False),  # type: ignore[arg-type]
+        (KeyError("spec"), False),
+    ],
+)
+def test_only_an_absent_api_server_is_an_outage(error: Exception, unavailable: bool) -> None:
+    assert c.api_unavailable(error) is unavailable
 
 
 def test_an_idle_cluster_deletes_its_root_but_not_while_a_client_is_connected() -> None:
