@@ -131,7 +131,9 @@ def test_a_failed_tls_connection_fails_the_next_read_unless_the_error_queue_is_c
     """python/cpython#148594 in the image's own Python (tests/helpers/ssl_error_queue.py): on the
     default Python (3.13, OpenSSL 3.5) a read on a second connection fails with the first one's
     reset; with the preload every scheduler, nanny and worker gets, it says "would block"."""
+    tmp_path.chmod(0o755)  # the image's user reads it
     shutil.copy(reproduction.SCRIPT, tmp_path / "reproduction.py")
+    (tmp_path / "reproduction.py").chmod(0o644)
     command = ["python", "/repro/reproduction.py", *(f"/repro/{Path(p).name}" for p in write_credentials(tmp_path))]
     volumes = [(str(tmp_path), "/repro", "ro")]
     code, without = run_once(image, platform, command=command, volumes=volumes)
