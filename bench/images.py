@@ -11,6 +11,7 @@ import json
 import statistics
 import time
 import urllib.request
+from collections.abc import Callable
 
 from python_on_whales import docker
 
@@ -31,12 +32,14 @@ def build_seconds(names: list[str], settings: Settings, use_cache: bool) -> dict
     return {r.target.name: {"result": r, "seconds": r.seconds} for r in results}
 
 
-def start_to_ready(image: str, platform: str) -> float:
-    """Seconds from `docker run` of a scheduler to its dashboard answering /health."""
+def start_to_ready(image: str, platform: str, command: Callable[[int, int], list[str]] | None = None) -> float:
+    """Seconds from `docker run` of a scheduler to its dashboard answering /health. The scheduler
+    is the image's entrypoint's (told by HOST, PORT, DASHBOARD_PORT), or `command(port, dashboard)`."""
     port, dashboard = free_port(), free_port()
     started = time.monotonic()
     container = docker.run(
         image,
+        command(port, dashboard) if command else [],
         platform=platform,
         detach=True,
         networks=["host"],
@@ -60,7 +63,7 @@ def import_seconds(image: str, platform: str, without_pyc: bool) -> float:
     prefix = "find / -xdev -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null; " if without_pyc else ""
     output = docker.run(
         image,
-        ["sh", "-c", f'{prefix}python -c "{IMPORT}"'],
+        ["sh", "-c", f'{prefix}python3 -c "{IMPORT}"'],
         platform=platform,
         remove=True,
         networks=["none"],

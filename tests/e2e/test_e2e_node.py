@@ -315,19 +315,24 @@ def test_two_of_four_workers_killed_mid_computation_the_result_is_still_right(
     print(f"\n(x + x.T).sum() of 8000 x 8000 on 4 workers: {undisturbed:.1f} s; with 2 killed: {disturbed:.1f} s")
 
 
+@pytest.mark.parametrize("scaler", ["in-scheduler", "in-client"])
 def test_the_api_server_stopped_30_s_when_the_cluster_must_scale_up_then_scaling_goes_on(
-    node: Node, kube: Kube, debian_ref: str
+    node: Node, kube: Kube, debian_ref: str, scaler: str
 ) -> None:
     """The API server is stopped (SIGSTOP: bound but silent, as a hung or cut-off one) for 30 s,
     and work arrives for an adaptive cluster of one worker from a client that reaches the
-    scheduler's pod directly (the handle's port-forward runs over the API server). The scheduler's
-    controller cannot scale meanwhile: one warning, not a traceback a second, and still one
-    worker, computing. Resumed: the controller says so and scales up; every result arrives; the
-    handle's client, stalled meanwhile, works; no pod restarted. The time to 3 workers after the
-    resume is printed (docs/PERFORMANCE.md)."""
+    scheduler's pod directly (the handle's port-forward runs over the API server). Whether the
+    scheduler's controller scales (`adapt`) or Dask's Adaptive in this process (`adapt_in_client`,
+    whose calls wait for the API server), nothing scales meanwhile and the one worker computes;
+    the controller logs one warning, not a traceback a second. Resumed: the controller says so,
+    the cluster scales up, every result arrives, the handle's client (stalled meanwhile) works,
+    no pod restarted. The time to 3 workers after the resume is printed (docs/PERFORMANCE.md)."""
     with start(node, "e2e-api", debian_ref, n_workers=1, resources=SMALL_WORKER) as cluster, Client(cluster) as client:
         client.wait_for_workers(1, timeout=START_TIMEOUT)
-        cluster.adapt(minimum=1, maximum=3)
+        if scaler == "in-scheduler":
+            cluster.adapt(minimum=1, maximum=3)
+        else:
+            cluster.adapt_in_client(minimum=1, maximum=3, interval="1s", wait_count=3)
         (scheduler_pod,) = kube.list(POD, NAMESPACE, labels.label_selector("e2e-api", "scheduler"))
         direct = f"tls://{scheduler_pod['status']['podIP']}:8786"  # the pod network, not the API server
         api_server = node.api_server_pid()
@@ -357,7 +362,9 @@ def test_the_api_server_stopped_30_s_when_the_cluster_must_scale_up_then_scaling
             for status in pod["status"].get("containerStatuses", [])
         ]
         assert restarts and set(restarts) == {0}
-    print(f"\nAPI server stopped 30 s while work waited for workers: 3 workers {scaled:.1f} s after it resumed")
+    print(
+        f"\nAPI server stopped 30 s while work waited for workers ({scaler}): 3 workers {scaled:.1f} s after it resumed"
+    )
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
