@@ -1,6 +1,7 @@
-"""minimaldask's Debian image beside the image a user would write instead, in one run on one
-machine, linux/amd64, the same Dask version: bench/peer/Dockerfile (the offline mirror's
-trixie base, Debian's python3-pip, `pip install "dask[complete]"`).
+"""minimaldask's Debian image and its dataframe flavour beside the image a user would write
+instead, in one run on one machine, linux/amd64, the same Dask version: bench/peer/Dockerfile
+(the offline mirror's trixie base, Debian's python3-pip, `pip install "dask[complete]"`, which
+brings pandas and pyarrow as the dataframe flavour does).
 
 Both are built here and pushed to the local registry twice, with zstd (level 19, as every
 minimaldask image) and gzip layers (Docker Hub's format, engines before Docker 23); the sizes
@@ -57,11 +58,11 @@ def dask_scheduler(port: int, dashboard: int) -> list[str]:
     ]
 
 
-def build_ours(settings: Settings, compression: Compression) -> str:
-    """The default Debian image (default Python), amd64, pushed with this compression; its ref."""
-    debian = load_image("debian")
+def build_ours(settings: Settings, name: str, compression: Compression) -> str:
+    """Image NAME of the default Python, amd64, pushed with this compression; its ref."""
+    image = load_image(name)
     plan = make_plan(
-        load_images(["debian"]), settings.registry, "mirror", [PLATFORM], None, [debian.default_python], compression
+        load_images([name]), settings.registry, "mirror", [PLATFORM], None, [image.default_python], compression
     )
     options = BuildOptions(ca_bundle=settings.default_ca_bundle)
     (result,) = run_build(plan, settings, options, lambda line: None, quiet=True).results
@@ -110,7 +111,11 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.load()
     images = [
-        Built("minimaldask debian", {c: build_ours(settings, c) for c in COMPRESSIONS}, None),
+        # The default image, and the flavour with pandas and pyarrow, as dask[complete] has them.
+        *(
+            Built(f"minimaldask {name}", {c: build_ours(settings, name, c) for c in COMPRESSIONS}, None)
+            for name in ("debian", "debian-dataframe")
+        ),
         Built(
             "peer: trixie-slim + pip dask[complete]", {c: build_peer(settings, c) for c in COMPRESSIONS}, dask_scheduler
         ),
