@@ -108,7 +108,7 @@ def up(
     table.add_column("dashboard (in cluster)")
     table.add_column("workers")
     table.add_row(
-        scheduler_address(spec.name, spec.namespace, spec.use_tls),
+        scheduler_address(spec.name, spec.namespace, spec.tls),
         dashboard_address(spec.name, spec.namespace),
         str(spec.n_workers),
     )

@@ -148,7 +148,7 @@ def new_secret(kube: Kube, spec: ClusterSpec) -> dict[str, Any] | None:
 def of_cluster_named(kube: Kube, name: str, namespace: str) -> Credentials:
     """The credentials of running cluster `namespace/name` (its spec read from the cluster)."""
     spec = cluster_spec(require_stored_spec(kube, name, namespace))
-    if not spec.use_tls:
+    if not spec.tls:
         raise ConfigError(f"cluster {namespace}/{name} runs without TLS (tls: false): it has no credentials")
     return of_cluster(kube, spec)
 

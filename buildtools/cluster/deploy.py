@@ -115,7 +115,7 @@ def start_dask_cluster(
     deadline = Deadline.after(timeout)
     given = given_fields(spec, fields) | ({"name": name} if name is not None else {})
     first = cluster_spec(given)  # bad input fails here, before anything talks to Kubernetes
-    if first.exposed and not first.use_tls:
+    if first.exposed and not first.tls:
         warnings.warn(
             f"cluster {first.name}: the scheduler is exposed outside the cluster ({first.service_type}) "
             "WITHOUT TLS (tls=False): anyone who reaches it can run code on your workers",

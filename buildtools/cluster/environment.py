@@ -49,7 +49,7 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
     env: dict[str, str] = {}
     arguments: tuple[str, ...] = ()
     if component == "runner":
-        env["DASK_SCHEDULER_ADDRESS"] = scheduler_address(spec.name, spec.namespace, spec.use_tls)
+        env["DASK_SCHEDULER_ADDRESS"] = scheduler_address(spec.name, spec.namespace, spec.tls)
     elif component == "scheduler":
         env |= {"WORKER": "false", "PORT": str(SCHEDULER_PORT), "DASHBOARD_PORT": str(DASHBOARD_PORT)}
         # The entrypoint then preloads the controller (buildtools/cluster/controller.py) into the scheduler.
@@ -58,7 +58,7 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
     else:
         env |= {
             "WORKER": "true",
-            "DASK_SCHEDULER_ADDRESS": scheduler_address(spec.name, spec.namespace, spec.use_tls),
+            "DASK_SCHEDULER_ADDRESS": scheduler_address(spec.name, spec.namespace, spec.tls),
             "DASHBOARD_PORT": str(WORKER_DASHBOARD_PORT),
         }
         limits = spec.resources.worker.limits
@@ -76,6 +76,6 @@ def dask_env(spec: ClusterSpec, component: str) -> dict[str, str]:
         env["EXTRA_PIP_PACKAGES"] = " ".join(spec.pip_packages)
     if spec.system_packages:
         env[PACKAGE_MANAGERS[spec.package_manager]] = " ".join(spec.system_packages)
-    if spec.use_tls:
+    if spec.tls:
         env |= tls_env(component)
     return env | {key: spec.env[key] for key in sorted(spec.env)}

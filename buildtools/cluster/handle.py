@@ -156,7 +156,7 @@ class DaskCluster(WorkerScaling, Cluster):
         self._dashboard = await asyncio.to_thread(
             self._reach.address, contract.DASHBOARD_PORT_NAME, contract.DASHBOARD_PORT, "http"
         )
-        if self.spec.use_tls:
+        if self.spec.tls:
             ssl_error_queue.install()  # this process's TLS connections, as the pods' (see there)
             if self.security is None:
                 credentials = await asyncio.to_thread(of_cluster, self.kube, self.spec)
@@ -171,7 +171,7 @@ class DaskCluster(WorkerScaling, Cluster):
 
     @property
     def _scheme(self) -> str:
-        return "tls" if self.spec.use_tls else "tcp"
+        return "tls" if self.spec.tls else "tcp"
 
     async def _scheduler_versions(self, deadline: Deadline) -> dict[str, Any]:
         """The scheduler's versions: its first answer, asked until it answers or the deadline."""

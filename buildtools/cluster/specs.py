@@ -123,7 +123,7 @@ class ClusterSpec(SpecModel):
         for group in self.worker_groups:
             if len(worker_name(self.name, group)) > 63:
                 k.fail(f"worker_groups: {group}: {worker_name(self.name, group)} is longer than 63 characters")
-        reserved = MANAGED_ENV + (TLS_ENV if self.use_tls else ())
+        reserved = MANAGED_ENV + (TLS_ENV if self.tls else ())
         if clash := [key for key in self.env if key in reserved]:
             k.fail(f"env: {clash[0]} is set by minimaldask from the spec's fields; do not set it in env")
 
@@ -157,10 +157,6 @@ class ClusterSpec(SpecModel):
         return "apk" if "alpine" in repository else "apt"
 
     @property
-    def use_tls(self) -> bool:
-        return self.tls
-
-    @property
     def tls_secret_name(self) -> str:
         """The Secret the pods mount (a TLS cluster's)."""
         return self.tls_secret or tls_secret_name(self.name)
@@ -168,7 +164,7 @@ class ClusterSpec(SpecModel):
     @property
     def owns_tls_secret(self) -> bool:
         """minimaldask makes (and deletes) the cluster's TLS Secret."""
-        return self.use_tls and self.tls_secret is None
+        return self.tls and self.tls_secret is None
 
     @property
     def exposed(self) -> bool:

@@ -371,7 +371,7 @@ def test_image_platforms_decide_the_architectures() -> None:
 def test_workers_use_the_service_dns_name(spec: ClusterSpec) -> None:
     worker = by_kind(render.render_cluster(spec), "Deployment", "demo-worker")
     address = env_of(pod_spec(worker)["containers"][0])["DASK_SCHEDULER_ADDRESS"]
-    assert address == scheduler_address(spec.name, spec.namespace, spec.use_tls)
+    assert address == scheduler_address(spec.name, spec.namespace, spec.tls)
     assert address.split("://")[1] == "demo-scheduler.dask.svc:8786"
 
 

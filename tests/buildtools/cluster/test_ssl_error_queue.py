@@ -22,11 +22,12 @@ def python(code: str) -> str:
 
 def test_install_wraps_each_tls_call_once_and_only_once() -> None:
     calls = [f"ssl.{cls.__name__}.{name}" for cls, names in ssl_error_queue.TLS_CALLS.items() for name in names]
+    listed = ", ".join(calls)
     code = (
         "import ssl; from buildtools.cluster.ssl_error_queue import install\n"
-        f"before = [{', '.join(calls)}]\n"
-        "install(); once = [" + ", ".join(calls) + "]; install()\n"
-        "after = [" + ", ".join(calls) + "]\n"
+        f"before = [{listed}]\n"
+        f"install(); once = [{listed}]; install()\n"
+        f"after = [{listed}]\n"
         "print(all(w.__wrapped__ is b for w, b in zip(after, before)), once == after)"
     )
     assert python(code) == "True True"
